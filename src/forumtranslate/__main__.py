@@ -1,0 +1,3 @@
+from forumtranslate.cli import main
+
+main()

@@ -1,0 +1,64 @@
+"""Plain records that flow between the pipeline stages.
+
+Every stage takes and returns these frozen dataclasses, so a stage can be run, tested
+and replaced on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """One row of data/manifest.tsv: which document, who spoke, and when."""
+
+    doc_id: str
+    section: str
+    speaker: str
+    role: str
+    title: str
+    start_time: str
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document's raw text as it stands in its file, with its manifest row."""
+
+    info: DocumentInfo
+    text: str
+    path: str
+
+    @property
+    def doc_id(self) -> str:
+        return self.info.doc_id
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One sentence (or bullet, or heading) cut from a document.
+
+    ``start`` and ``end`` are character offsets into the document text; ``text`` is the
+    sentence with the PDF's line breaks repaired, so it may differ from the raw slice by
+    whitespace only.
+    """
+
+    doc_id: str
+    seg_id: str
+    index: int
+    text: str
+    start: int
+    end: int
+    kind: str = "sentence"  # sentence | bullet | heading
+
+
+@dataclass(frozen=True)
+class TermMatch:
+    """A glossary term found in a source sentence."""
+
+    entry_id: str
+    source: str  # the text as it stands in the sentence (a variant, perhaps)
+    start: int
+    end: int
+    target: str  # the approved English
+    allowed: tuple[str, ...] = field(default_factory=tuple)  # approved + acceptable variants
