@@ -18,6 +18,7 @@ import hashlib
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -131,10 +132,11 @@ class Glossary:
                     end=end,
                     target=entry.target,
                     allowed=entry.allowed,
+                    avoid=entry.avoid,
                 )
             )
             i += len(form)
-        return matches
+        return _drop_glosses(sentence, matches)
 
     def _match_at(
         self, norm: str, i: int, boundary: list[bool]
@@ -151,6 +153,26 @@ class Glossary:
             ):
                 return form, entry
         return None
+
+
+def _drop_glosses(sentence: str, matches: list[TermMatch]) -> list[TermMatch]:
+    """Drop a match that only glosses the one before it: レアメタル(希少金属).
+
+    A variant in brackets right after its own entry explains the term, it does not repeat
+    it; counted twice, it would demand the English twice.
+    """
+    kept: list[TermMatch] = []
+    for match in matches:
+        previous = kept[-1] if kept else None
+        if (
+            previous is not None
+            and previous.entry_id == match.entry_id
+            and nfkc(sentence[previous.end : match.start]) == "("
+            and nfkc(sentence[match.end : match.end + 1]) == ")"
+        ):
+            continue
+        kept.append(match)
+    return kept
 
 
 def _alnum_at(text: str, i: int) -> bool:
@@ -216,6 +238,26 @@ def term_found(translation: str, match: TermMatch) -> bool:
     """
     allowed = match.allowed or (match.target,)
     return any(contains_form(translation, form) for form in allowed)
+
+
+def check_terms(translation: str, matches: Sequence[TermMatch]) -> list[bool]:
+    """For each matched occurrence, whether the translation renders it.
+
+    Occurrences are counted: a term found twice in the source needs two non-overlapping
+    allowed renderings in the translation, the first ``n`` occurrences counting as found
+    (WMT exact-match term accuracy, per occurrence).
+    """
+    available: dict[str, int] = {}
+    for match in matches:
+        if match.entry_id not in available:
+            forms = sorted(match.allowed or (match.target,), key=len, reverse=True)
+            pattern = "|".join(_form_pattern(form) for form in forms)
+            available[match.entry_id] = len(re.findall(pattern, nfkc(translation), re.IGNORECASE))
+    found = []
+    for match in matches:
+        found.append(available[match.entry_id] > 0)
+        available[match.entry_id] -= 1
+    return found
 
 
 def avoided_found(translation: str, entry: GlossaryEntry) -> list[str]:

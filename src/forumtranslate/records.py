@@ -62,3 +62,22 @@ class TermMatch:
     end: int
     target: str  # the approved English
     allowed: tuple[str, ...] = field(default_factory=tuple)  # approved + acceptable variants
+    avoid: tuple[str, ...] = field(default_factory=tuple)  # renderings that must not appear
+
+
+@dataclass(frozen=True)
+class Bead:
+    """One alignment bead: machine sentences (with their Japanese segment ids) and the
+    reference sentences they translate, so scores compare like with like.
+
+    ``kind`` is "<machine count>-<reference count>" (1-1, 2-1, 1-0, ...); ``similarity`` is
+    what the aligner saw (chrF1 of the two sides, or anchor overlap without machine text).
+    """
+
+    doc_id: str
+    src_seg_ids: tuple[str, ...]
+    hyp: tuple[str, ...]
+    ref: tuple[str, ...]
+    ref_ids: tuple[str, ...]
+    kind: str
+    similarity: float

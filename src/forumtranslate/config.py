@@ -1,0 +1,52 @@
+"""The project config file, ``forumtranslate.toml``: defaults for ``forumtranslate run``.
+
+Options given on the command line win over the file, and the file over built-in defaults.
+Unknown keys are errors, so a misspelt option cannot be silently ignored.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from forumtranslate.errors import InputError
+
+CONFIG_FILE = "forumtranslate.toml"
+RUN_KEYS = {
+    "model": str,
+    "revision": str,
+    "backend": str,
+    "device": str,
+    "dtype": str,
+    "threads": int,
+    "beam_size": int,
+    "terms": str,
+    "max_batch_tokens": int,
+    "data": str,
+    "glossary": str,
+    "out": str,
+}
+
+
+def load_run_config(path: str | Path = CONFIG_FILE) -> dict[str, Any]:
+    """The ``[run]`` table of the config file, checked; empty if there is no file."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        line = getattr(err, "lineno", None)
+        raise InputError(f"not valid TOML: {err}", path, line) from None
+    except UnicodeDecodeError:
+        raise InputError("not valid UTF-8", path) from None
+    table = document.get("run", {})
+    if not isinstance(table, dict):
+        raise InputError("[run] must be a table", path)
+    for key, value in table.items():
+        if key not in RUN_KEYS:
+            raise InputError(f"unknown key run.{key} (known: {', '.join(sorted(RUN_KEYS))})", path)
+        if not isinstance(value, RUN_KEYS[key]) or isinstance(value, bool):
+            raise InputError(f"run.{key} must be a {RUN_KEYS[key].__name__}", path)
+    return table

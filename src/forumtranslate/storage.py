@@ -1,0 +1,106 @@
+"""Files that survive a crash: atomic writes and a checksummed append-only journal.
+
+Every output of a run is either written whole (temporary file, fsync, rename: a reader sees
+the old file or the new one, never half) or appended to a journal whose every line carries
+a checksum, so that a line torn by a crash is recognised and redone rather than trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from forumtranslate.errors import ForumTranslateError
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as err:
+        raise ForumTranslateError(f"cannot write here: {err.strerror}", path.parent) from None
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary, readable files
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise ForumTranslateError(f"cannot write: {err.strerror}", path) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dumps_line(record: Any) -> str:
+    """One JSON line, stable across runs: the same record always gives the same bytes."""
+    return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _checksum(payload: str) -> str:
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+class Journal:
+    """An append-only JSON-lines log of finished work units, one checksummed line each.
+
+    ``load`` returns the units whose lines are intact and cuts the file back to them: a torn
+    or corrupted tail (a crash mid-write) is dropped, and its unit will be done again.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def load(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        raw = self.path.read_bytes()
+        units: dict[str, Any] = {}
+        good_bytes = 0
+        for line in raw.splitlines(keepends=True):
+            entry = self._parse(line)
+            if entry is None:
+                break
+            units[entry["unit"]] = entry["data"]
+            good_bytes += len(line)
+        if good_bytes != len(raw):
+            with self.path.open("r+b") as handle:
+                handle.truncate(good_bytes)
+                handle.flush()
+                os.fsync(handle.fileno())
+        return units
+
+    @staticmethod
+    def _parse(line: bytes) -> dict[str, Any] | None:
+        if not line.endswith(b"\n"):
+            return None
+        try:
+            entry = json.loads(line)
+            payload = dumps_line(entry["data"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(entry, dict) or entry.get("sha256") != _checksum(payload):
+            return None
+        return entry
+
+    def append(self, unit: str, data: Any) -> None:
+        """Add one finished unit, durably, before the next one starts."""
+        line = dumps_line({"unit": unit, "data": data, "sha256": _checksum(dumps_line(data))})
+        try:
+            with self.path.open("a", encoding="utf-8", newline="\n") as handle:
+                handle.write(line + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as err:
+            raise ForumTranslateError(
+                f"cannot append to the run journal: {err.strerror}; finished batches are "
+                "kept, run the same command again to resume",
+                self.path,
+            ) from None

@@ -1,0 +1,175 @@
+"""Build random-weight translation models offline, for tests and speed benchmarks.
+
+The model hubs cannot be reached from CI, so the tests build real ``transformers`` models
+on the fly: a SentencePiece vocabulary trained on the corpus's own text and a
+``MarianConfig`` or ``M2M100Config`` with random weights. Their output is nonsense, but
+every code path (tokenisation, batching, the decoding loop, constraints, saving and loading
+a model folder) is the real one. ``shape="opus-mt"`` / ``"nllb-600m"`` give the layer
+sizes of the real models for benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# Layer sizes. The real vocabularies are far larger than the corpus can train, so a
+# benchmark pads the vocabulary up to ``vocab_size`` with unused pieces.
+SHAPES: dict[str, dict[str, int]] = {
+    "tiny": dict(layers=2, d_model=64, heads=4, ffn=128, vocab_size=0),
+    "opus-mt": dict(layers=6, d_model=512, heads=8, ffn=2048, vocab_size=60716),
+    "nllb-600m": dict(layers=12, d_model=1024, heads=16, ffn=4096, vocab_size=256206),
+}
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    family: str  # "marian" | "nllb"
+    shape: str = "tiny"
+    spm_vocab_size: int = 2000
+    seed: int = 0
+
+
+def _train_sentencepiece(text: str, prefix: Path, vocab_size: int, model_type: str) -> Path:
+    import sentencepiece as spm
+
+    corpus = Path(f"{prefix}.train.txt")
+    corpus.write_text(text, encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(prefix),
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        bos_id=-1,
+        eos_id=-1,
+        pad_id=-1,
+        unk_id=0,
+        num_threads=1,
+        seed_sentencepiece_size=100000,
+        minloglevel=2,
+    )
+    corpus.unlink()
+    return Path(f"{prefix}.model")
+
+
+def _read_corpus(data_dir: Path, language: str) -> str:
+    return "\n".join(
+        p.read_text(encoding="utf-8") for p in sorted((data_dir / language).glob("*.txt"))
+    )
+
+
+def build_tiny_model(
+    out_dir: str | Path, spec: TinyModelSpec, data_dir: str | Path = "data"
+) -> Path:
+    """Write a loadable model folder (config, safetensors weights, tokenizer) to ``out_dir``."""
+    import torch
+
+    out_dir, data_dir = Path(out_dir), Path(data_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(spec.seed)
+    ja_text, en_text = _read_corpus(data_dir, "ja"), _read_corpus(data_dir, "en")
+    if spec.family == "marian":
+        _build_marian(out_dir, spec, ja_text, en_text)
+    elif spec.family == "nllb":
+        _build_nllb(out_dir, spec, ja_text + "\n" + en_text)
+    else:
+        raise ValueError(f"unknown model family {spec.family!r}")
+    return out_dir
+
+
+def _config_sizes(spec: TinyModelSpec) -> dict[str, int]:
+    shape = SHAPES[spec.shape]
+    return dict(
+        encoder_layers=shape["layers"],
+        decoder_layers=shape["layers"],
+        d_model=shape["d_model"],
+        encoder_attention_heads=shape["heads"],
+        decoder_attention_heads=shape["heads"],
+        encoder_ffn_dim=shape["ffn"],
+        decoder_ffn_dim=shape["ffn"],
+    )
+
+
+def _build_marian(out_dir: Path, spec: TinyModelSpec, ja_text: str, en_text: str) -> None:
+    """OPUS-MT layout: two SentencePiece models and one joint vocab.json, ``<pad>`` last."""
+    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = _train_sentencepiece(ja_text, Path(tmp) / "source", spec.spm_vocab_size, "unigram")
+        target = _train_sentencepiece(en_text, Path(tmp) / "target", spec.spm_vocab_size, "unigram")
+        (out_dir / "source.spm").write_bytes(source.read_bytes())
+        (out_dir / "target.spm").write_bytes(target.read_bytes())
+    import sentencepiece as spm
+
+    pieces: list[str] = ["</s>", "<unk>"]
+    for model_file in ("source.spm", "target.spm"):
+        processor = spm.SentencePieceProcessor(model_file=str(out_dir / model_file))
+        pieces += [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
+    vocab: dict[str, int] = {}
+    for piece in pieces:
+        vocab.setdefault(piece, len(vocab))
+    target_size = max(SHAPES[spec.shape]["vocab_size"] - 1, len(vocab))
+    while len(vocab) < target_size:  # benchmark shapes: pad to the real vocabulary size
+        vocab[f"<unused{len(vocab)}>"] = len(vocab)
+    vocab["<pad>"] = len(vocab)
+    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    tokenizer = MarianTokenizer(
+        source_spm=str(out_dir / "source.spm"),
+        target_spm=str(out_dir / "target.spm"),
+        vocab=str(out_dir / "vocab.json"),
+        source_lang="ja",
+        target_lang="en",
+    )
+    tokenizer.save_pretrained(out_dir)
+    pad_id = vocab["<pad>"]
+    config = MarianConfig(
+        vocab_size=len(vocab),
+        pad_token_id=pad_id,
+        decoder_start_token_id=pad_id,
+        eos_token_id=0,
+        max_position_embeddings=512,
+        share_encoder_decoder_embeddings=True,
+        **_config_sizes(spec),
+    )
+    model = MarianMTModel(config)
+    model.eval()
+    model.save_pretrained(out_dir, safe_serialization=True)
+
+
+def _build_nllb(out_dir: Path, spec: TinyModelSpec, text: str) -> None:
+    """NLLB layout: one SentencePiece BPE model shared by both sides, language codes added."""
+    from transformers import AddedToken, M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file = _train_sentencepiece(
+            text, Path(tmp) / "sentencepiece.bpe", spec.spm_vocab_size, "bpe"
+        )
+        (Path(tmp) / "spm").mkdir()
+        (Path(tmp) / "spm" / "sentencepiece.bpe.model").write_bytes(model_file.read_bytes())
+        tokenizer = NllbTokenizer.from_pretrained(
+            Path(tmp) / "spm", src_lang="jpn_Jpan", tgt_lang="eng_Latn"
+        )
+    codes = [AddedToken(code, special=True, normalized=False) for code in ("jpn_Jpan", "eng_Latn")]
+    tokenizer.add_tokens(codes, special_tokens=True)
+    target_size = SHAPES[spec.shape]["vocab_size"]
+    if target_size > len(tokenizer):  # benchmark shapes: pad to the real vocabulary size
+        tokenizer.add_tokens([f"<unused{i}>" for i in range(target_size - len(tokenizer))])
+    tokenizer.src_lang = "jpn_Jpan"
+    tokenizer.save_pretrained(out_dir)
+    config = M2M100Config(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+        max_position_embeddings=1024,
+        scale_embedding=True,
+        **_config_sizes(spec),
+    )
+    model = M2M100ForConditionalGeneration(config)
+    model.eval()
+    model.save_pretrained(out_dir, safe_serialization=True)
