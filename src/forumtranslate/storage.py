@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from forumtranslate.errors import ForumTranslateError
+from forumtranslate.corpus import read_text
+from forumtranslate.errors import ForumTranslateError, InputError
 
 
 def write_atomic(path: str | Path, text: str) -> None:
@@ -37,6 +38,22 @@ def write_atomic(path: str | Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSON-lines file; a bad line is an InputError naming file and line."""
+    records = []
+    for line_no, line in enumerate(read_text(path, allow_empty=True).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"not valid JSON: {err.msg}", path, line_no) from None
+        if not isinstance(record, dict):
+            raise InputError("expected a JSON object", path, line_no)
+        records.append(record)
+    return records
 
 
 def dumps_line(record: Any) -> str:
