@@ -60,3 +60,291 @@ def segment(path: Path, lang: str | None) -> None:
     language = lang or ("en" if "en" in path.parts else "ja")
     for seg in segment_text(read_text(path), doc_id=path.stem, language=language):
         click.echo(seg.text)
+
+
+# --- run -----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--model", help="Hugging Face id or local folder (default Helsinki-NLP/opus-mt-ja-en)."
+)
+@click.option("--revision", help="Model revision (branch, tag or commit) on the Hub.")
+@click.option("--backend", type=click.Choice(["transformers"]), help="Inference engine.")
+@click.option("--terms", type=click.Choice(["hard", "off"]), help="Glossary constraints (hard).")
+@click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (4); 1 is greedy.")
+@click.option("--max-batch-tokens", type=click.IntRange(min=1), help="Padded tokens per batch.")
+@click.option("--device", help="cpu, cuda, cuda:N or auto (auto).")
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), help="(float32)")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
+@click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), help="(data)")
+@click.option(
+    "--glossary", "glossary_path", type=click.Path(path_type=Path), help="(glossary/terms.tsv)"
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="forumtranslate.toml",
+    show_default=True,
+    help="Project config file with a [run] table of defaults.",
+)
+@click.option("--no-score", is_flag=True, help="Translate only; skip alignment and scoring.")
+@user_errors
+def run(config_path: Path, no_score: bool, **options: Any) -> None:
+    """Translate the corpus under the glossary, then align and score it.
+
+    Reads data/manifest.tsv and data/ja/, writes a run folder (default runs/<model>-...):
+    run.json, translations.jsonl, alignment.jsonl, scores.json. Interrupted, the same
+    command resumes where it stopped.
+    """
+    from forumtranslate.config import load_run_config
+    from forumtranslate.run import RunConfig, default_out_dir
+    from forumtranslate.run import run as run_job
+    from forumtranslate.translate import DecodingOptions
+
+    settings = load_run_config(config_path)
+    settings.update({key: value for key, value in options.items() if value is not None})
+    if "threads" in settings:
+        import torch
+
+        torch.set_num_threads(settings["threads"])
+    decoding = DecodingOptions(
+        **{
+            key: settings[key]
+            for key in ("beam_size", "terms", "max_batch_tokens")
+            if key in settings
+        }
+    )
+    model = settings.get("model", "Helsinki-NLP/opus-mt-ja-en")
+    config = RunConfig(
+        out_dir=Path(settings.get("out") or default_out_dir(model, decoding)),
+        data_dir=Path(settings.get("data", "data")),
+        glossary_path=Path(settings.get("glossary", "glossary/terms.tsv")),
+        model=model,
+        revision=settings.get("revision"),
+        backend=settings.get("backend", "transformers"),
+        device=settings.get("device", "auto"),
+        dtype=settings.get("dtype", "float32"),
+        decoding=decoding,
+        align_and_score=not no_score,
+    )
+    result = run_job(config)
+    click.echo(
+        f"{result.sentences} sentences ({result.translated_now} translated now, "
+        f"{result.resumed} from an earlier start) → {result.out_dir}"
+    )
+    if result.scores is not None:
+        from forumtranslate.score import format_scores
+
+        click.echo(format_scores(result.scores, documents=False))
+
+
+# --- models --------------------------------------------------------------------------
+
+
+@main.group()
+def models() -> None:
+    """Manage the translation models this machine can use offline."""
+
+
+@models.command("fetch")
+@click.argument("name", default="Helsinki-NLP/opus-mt-ja-en")
+@click.option("--revision", help="Branch, tag or commit to fetch.")
+@user_errors
+def models_fetch(name: str, revision: str | None) -> None:
+    """Download model NAME into the Hugging Face cache, for use with HF_HUB_OFFLINE=1."""
+    from forumtranslate.models import fetch_model
+
+    folder = fetch_model(name, revision)
+    click.echo(f"{name} is cached at {folder}")
+
+
+# --- glossary ------------------------------------------------------------------------
+
+
+@main.group()
+def glossary() -> None:
+    """Check the terminology glossary (glossary/terms.tsv)."""
+
+
+@glossary.command("lint")
+@click.argument(
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("glossary/terms.tsv"),
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data"),
+    show_default=True,
+    help="Corpus to check the terms against (manifest.tsv, ja/, en/).",
+)
+@click.option("--strict", is_flag=True, help="Fail on warnings too, not only on errors.")
+@user_errors
+def glossary_lint(path: Path, data_dir: Path, strict: bool) -> None:
+    """Check PATH (default glossary/terms.tsv) for errors, and against the corpus for
+    terms never used and references that miss or avoid approved renderings."""
+    from forumtranslate.glossary import lint_glossary
+
+    messages = lint_glossary(path, data_dir)
+    for message in messages:
+        click.echo(str(message))
+    errors = sum(message.level == "error" for message in messages)
+    warnings = len(messages) - errors
+    click.echo(f"{path}: {errors} error(s), {warnings} warning(s)", err=True)
+    if errors or (strict and warnings):
+        sys.exit(1)
+
+
+# --- align ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Corpus folder of a run's references (default: the data_dir in its run.json).",
+)
+@click.option(
+    "--src",
+    "src_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Japanese sources, one per line parallel to HYP: adds anchors and source lengths.",
+)
+@click.option(
+    "--source-only",
+    is_flag=True,
+    help="The first file is the Japanese source, with no machine output: align it with "
+    "REF on anchors (numbers, Latin words) and lengths alone.",
+)
+@user_errors
+def align(
+    paths: tuple[Path, ...], data_dir: Path | None, src_path: Path | None, source_only: bool
+) -> None:
+    """Align machine sentences with reference sentences (beads 1-1, 1-2, 2-1, 2-2, 1-0, 0-1).
+
+    \b
+    forumtranslate align RUN_DIR          write RUN_DIR/alignment.jsonl
+    forumtranslate align HYP REF          print HYP_IDS<TAB>REF_IDS<TAB>KIND<TAB>SIMILARITY
+    forumtranslate align --source-only JA REF
+
+    Indices are 0-based line numbers, comma-joined; empty on the side a 1-0 or 0-1 bead lacks.
+    """
+    import time
+    from collections import Counter
+
+    from forumtranslate.align import align_run, align_sentences, format_links, read_lines
+
+    if len(paths) == 1 and paths[0].is_dir():
+        started = time.perf_counter()
+        beads = align_run(paths[0], data_dir)
+        kinds = Counter(bead.kind for bead in beads)
+        summary = ", ".join(f"{kind}: {count}" for kind, count in sorted(kinds.items()))
+        click.echo(
+            f"wrote {paths[0] / 'alignment.jsonl'}: {len(beads)} beads ({summary}) "
+            f"in {time.perf_counter() - started:.2f} s"
+        )
+        return
+    if len(paths) != 2:
+        raise click.UsageError("give a run folder, or two files: HYP REF")
+    left, ref = read_lines(paths[0]), read_lines(paths[1])
+    if source_only:
+        if src_path is not None:
+            raise click.UsageError("--source-only takes the source as the first file, not --src")
+        links = align_sentences(ref, src=left)
+    else:
+        src = read_lines(src_path) if src_path is not None else None
+        if src is not None and len(src) != len(left):
+            raise click.UsageError(f"--src has {len(src)} lines but HYP has {len(left)}")
+        links = align_sentences(ref, left, src=src)
+    click.echo(format_links(links), nl=False)
+
+
+# --- score ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--hyp",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Machine output, one segment per line.",
+)
+@click.option(
+    "--ref",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Reference, one segment per line.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of a table.")
+@click.option(
+    "-w", "--width", type=int, default=1, show_default=True, help="Decimals, as sacrebleu's -w."
+)
+@user_errors
+def score(
+    run_dir: Path | None, hyp: Path | None, ref: Path | None, as_json: bool, width: int
+) -> None:
+    """Corpus BLEU, chrF, chrF++ and TER (sacrebleu, with signatures) of RUN_DIR or of
+    --hyp FILE --ref FILE; a run also gets per-document scores, per-bead sentence chrF and
+    BLEU, terminology accuracy, and writes scores.json."""
+    import json
+
+    from forumtranslate.score import format_scores, score_files, score_run
+
+    if run_dir is not None and (hyp or ref):
+        raise click.UsageError("give RUN_DIR or --hyp/--ref, not both")
+    if run_dir is not None:
+        result = score_run(run_dir)
+    elif hyp is not None and ref is not None:
+        result = score_files(hyp, ref)
+    else:
+        raise click.UsageError("give RUN_DIR, or both --hyp FILE and --ref FILE")
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=1))
+    else:
+        click.echo(format_scores(result, width), nl=False)
+
+
+@main.command()
+@click.argument("run_a", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("run_b", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--test",
+    type=click.Choice(["bs", "ar", "both"]),
+    default="both",
+    show_default=True,
+    help="Paired bootstrap resampling (bs), approximate randomization (ar), or both.",
+)
+@click.option(
+    "--n-bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples."
+)
+@click.option(
+    "--n-trials", type=int, default=10000, show_default=True, help="Randomization trials."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of a table.")
+@click.option(
+    "-w", "--width", type=int, default=1, show_default=True, help="Decimals in the table."
+)
+@user_errors
+def compare(
+    run_a: Path, run_b: Path, test: str, n_bootstrap: int, n_trials: int, as_json: bool, width: int
+) -> None:
+    """Does RUN_B beat RUN_A beyond noise? Paired significance tests (sacrebleu's) with
+    95% confidence intervals and p-values, on the reference units both alignments share."""
+    import json
+
+    from forumtranslate.score import compare_runs, format_comparison
+
+    tests = ("bs", "ar") if test == "both" else (test,)
+    result = compare_runs(run_a, run_b, tests=tests, n_bootstrap=n_bootstrap, n_trials=n_trials)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=1))
+    else:
+        click.echo(format_comparison(result, width), nl=False)

@@ -1,0 +1,303 @@
+"""The batch job: segment, match terms, translate, align, score, and write a run folder.
+
+A run folder is reproducible and resumable:
+
+* ``run.json`` records the settings that decide the output (inputs' hashes, glossary hash,
+  model id and revision, decoding options, versions). Starting again in the same folder with
+  other settings is refused rather than mixing two runs' results.
+* Batches are planned from the whole corpus, so every start forms the same batches; each
+  finished batch is appended to ``journal.jsonl`` with a checksum before the next starts.
+  After a crash or Ctrl-C, the same command translates only the batches not in the journal.
+* The final files are written atomically, in corpus order, from the journal alone, so an
+  interrupted-then-resumed run ends byte for byte like an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from forumtranslate import __version__
+from forumtranslate.corpus import load_documents
+from forumtranslate.errors import ForumTranslateError
+from forumtranslate.glossary import Glossary, check_terms, load_glossary
+from forumtranslate.records import Segment, TermMatch
+from forumtranslate.segment import segment_document
+from forumtranslate.storage import Journal, dumps_line, write_atomic
+from forumtranslate.translate import DecodingOptions, Translator
+
+SETTINGS_FILE = "run.json"
+JOURNAL_FILE = "journal.jsonl"
+TRANSLATIONS_FILE = "translations.jsonl"
+
+
+class RunInterrupted(ForumTranslateError):
+    """Ctrl-C: the batch in hand was finished and saved; the same command resumes."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What ``forumtranslate run`` was asked to do."""
+
+    out_dir: Path
+    data_dir: Path = Path("data")
+    glossary_path: Path = Path("glossary/terms.tsv")
+    model: str = "Helsinki-NLP/opus-mt-ja-en"
+    revision: str | None = None
+    backend: str = "transformers"
+    device: str = "auto"
+    dtype: str = "float32"
+    decoding: DecodingOptions = field(default_factory=DecodingOptions)
+    align_and_score: bool = True
+
+
+@dataclass(frozen=True)
+class SourceSentence:
+    """One segment with the glossary terms found in it: the unit the run translates."""
+
+    segment: Segment
+    terms: tuple[TermMatch, ...]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    out_dir: Path
+    sentences: int
+    translated_now: int
+    resumed: int
+    scores: dict[str, Any] | None
+
+
+def default_out_dir(config_model: str, decoding: DecodingOptions) -> Path:
+    """runs/<model>-<terms>-beam<k>: the same command always finds its own folder again."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(config_model).name or config_model).strip("-")
+    return Path("runs") / f"{slug.lower()}-terms-{decoding.terms}-beam{decoding.beam_size}"
+
+
+def prepare_sources(data_dir: Path, glossary: Glossary) -> list[SourceSentence]:
+    """Every segment of every manifest document, in corpus order, with its terms."""
+    sources = []
+    for document in load_documents(data_dir, "ja"):
+        for segment in segment_document(document, "ja"):
+            sources.append(SourceSentence(segment, tuple(glossary.find_terms(segment.text))))
+    if not sources:
+        raise ForumTranslateError("the corpus has no sentences to translate", data_dir)
+    return sources
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_settings(
+    config: RunConfig, translator: Translator, glossary: Glossary, data_dir: Path
+) -> dict[str, Any]:
+    """Everything that decides the output; two runs with equal settings give equal files."""
+    inputs = {"manifest.tsv": _file_hash(data_dir / "manifest.tsv")}
+    for path in sorted((data_dir / "ja").glob("*.txt")):
+        inputs[f"ja/{path.name}"] = _file_hash(path)
+    return {
+        "forumtranslate": __version__,
+        "data_dir": str(data_dir),
+        "inputs_sha256": inputs,
+        "glossary": {"path": str(config.glossary_path), "sha256": glossary.sha256},
+        "translator": translator.signature(),
+    }
+
+
+def _check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
+    import json
+
+    path = out_dir / SETTINGS_FILE
+    if not path.exists():
+        return
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        previous = None
+    if previous != settings:
+        changed = sorted(
+            key
+            for key in set(settings) | set(previous or {})
+            if (previous or {}).get(key) != settings.get(key)
+        )
+        raise ForumTranslateError(
+            "this run folder holds a run with other settings "
+            f"({', '.join(changed) or 'unreadable run.json'} differ); resuming would mix "
+            "the two. Use another --out folder, or delete this one to start afresh",
+            out_dir,
+        )
+
+
+def make_translator(config: RunConfig) -> Translator:
+    """The backend named in the config, loaded; imported only when a run needs it."""
+    if config.backend != "transformers":
+        raise ForumTranslateError(f"unknown backend {config.backend!r} (available: transformers)")
+    from forumtranslate.models import load_model
+    from forumtranslate.translate import TransformersTranslator
+
+    loaded = load_model(
+        config.model, revision=config.revision, device=config.device, dtype=config.dtype
+    )
+    return TransformersTranslator(loaded, config.decoding)
+
+
+def run(
+    config: RunConfig,
+    translator: Translator | None = None,
+    progress: Callable[[int, int], Any] | None = None,
+) -> RunResult:
+    """Run the whole job into ``config.out_dir``, resuming whatever is already there."""
+    data_dir, out_dir = Path(config.data_dir), Path(config.out_dir)
+    glossary = load_glossary(config.glossary_path)
+    sources = prepare_sources(data_dir, glossary)
+    _make_folder(out_dir)
+    translator = translator or make_translator(config)
+    settings = run_settings(config, translator, glossary, data_dir)
+    _check_settings(out_dir, settings)
+    write_atomic(out_dir / SETTINGS_FILE, _pretty(settings))
+
+    journal = Journal(out_dir / JOURNAL_FILE)
+    done = journal.load()
+    texts = [s.segment.text for s in sources]
+    batches = translator.plan_batches(texts)
+    resumed = sum(len(batches[int(unit)]) for unit in done if int(unit) < len(batches))
+    translated_now = 0
+    bar = progress or _progress_bar(len(sources), resumed)
+    with _stop_after_batch_on_sigint() as stop_requested:
+        for number, batch in enumerate(batches):
+            if str(number) in done:
+                continue
+            outputs = translator.translate_batch(
+                [texts[i] for i in batch], [sources[i].terms for i in batch]
+            )
+            done[str(number)] = {"indices": batch, "translations": outputs}
+            journal.append(str(number), done[str(number)])
+            translated_now += len(batch)
+            bar(len(batch), resumed + translated_now)
+            if stop_requested():
+                raise RunInterrupted(
+                    f"interrupted after {resumed + translated_now} of {len(sources)} sentences; "
+                    "finished batches are saved, run the same command again to resume",
+                    out_dir,
+                )
+    translations = _collect(done, len(sources))
+    write_atomic(out_dir / TRANSLATIONS_FILE, _records_jsonl(sources, translations))
+    _write_parquet(out_dir, sources, translations)
+    scores = None
+    if config.align_and_score:
+        from forumtranslate.align import align_run
+        from forumtranslate.score import score_run
+
+        align_run(out_dir, data_dir)
+        scores = score_run(out_dir)
+    return RunResult(out_dir, len(sources), translated_now, resumed, scores)
+
+
+def _make_folder(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ForumTranslateError(
+            f"cannot create the run folder: {err.strerror}", out_dir
+        ) from None
+
+
+def _collect(done: dict[str, Any], count: int) -> list[str]:
+    translations: list[str | None] = [None] * count
+    for unit in done.values():
+        for index, text in zip(unit["indices"], unit["translations"]):
+            translations[index] = text
+    missing = [i for i, t in enumerate(translations) if t is None]
+    if missing:
+        raise ForumTranslateError(f"{len(missing)} sentences have no translation in the journal")
+    return [t or "" for t in translations]
+
+
+def translation_records(
+    sources: Sequence[SourceSentence], translations: Sequence[str]
+) -> Iterator[dict[str, Any]]:
+    """The records of translations.jsonl, in corpus order."""
+    for source, translation in zip(sources, translations):
+        segment = source.segment
+        found = check_terms(translation, source.terms)
+        yield {
+            "doc_id": segment.doc_id,
+            "seg_id": segment.seg_id,
+            "index": segment.index,
+            "kind": segment.kind,
+            "source": segment.text,
+            "translation": translation,
+            "terms": [
+                {
+                    "entry_id": term.entry_id,
+                    "source": term.source,
+                    "target": term.target,
+                    "found": hit,
+                }
+                for term, hit in zip(source.terms, found)
+            ],
+        }
+
+
+def _records_jsonl(sources: Sequence[SourceSentence], translations: Sequence[str]) -> str:
+    return "".join(dumps_line(r) + "\n" for r in translation_records(sources, translations))
+
+
+def _write_parquet(
+    out_dir: Path, sources: Sequence[SourceSentence], translations: Sequence[str]
+) -> None:
+    """The same records as an Arrow table, for pandas, DuckDB or ``datasets.load_dataset``."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    table = Dataset.from_list(list(translation_records(sources, translations))).data.table
+    tmp = out_dir / ".translations.parquet.tmp"
+    pq.write_table(table, tmp)
+    tmp.replace(out_dir / "translations.parquet")
+
+
+def _pretty(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
+
+
+def _progress_bar(total: int, initial: int) -> Callable[[int, int], None]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=initial, unit="sent", desc="translating", leave=False)
+
+    def update(step: int, _done: int) -> None:
+        bar.update(step)
+        if bar.n >= total:
+            bar.close()
+
+    return update
+
+
+@contextmanager
+def _stop_after_batch_on_sigint() -> Iterator[Callable[[], bool]]:
+    """Make Ctrl-C finish the batch in hand instead of killing it; a second Ctrl-C kills."""
+    requested = {"stop": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        if requested["stop"]:
+            raise KeyboardInterrupt
+        requested["stop"] = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield lambda: False
+        return
+    try:
+        yield lambda: requested["stop"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
