@@ -40,5 +40,7 @@ def split(seed: Path, out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    seed_path = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/seeds/000_7d0f70a4a9b32d8e.txt")
+    seed_path = Path(
+        sys.argv[1] if len(sys.argv) > 1 else "../shared/seeds/000_7d0f70a4a9b32d8e.txt"
+    )
     split(seed_path, Path("data/ja"))
