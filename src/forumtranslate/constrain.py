@@ -109,13 +109,20 @@ class ConstraintTracker:
         ]
         grown = [(c, p) for c, p in grown if self._compatible(c, p)]
         completed = sorted({c for c, p in grown if p in self.constraints[c].alternatives})
-        met = state.met
-        if completed:
-            # One occurrence is met per completion (the same term twice needs it twice).
-            met = tuple(m or i == completed[0] for i, m in enumerate(met))
-            grown = [(c, p) for c, p in grown if c != completed[0]]
+        # A token may end several different terms at once ("strategic autonomy" also ends
+        # "autonomy"): each is met. Of identical terms (the same term twice) only one is: an
+        # occurrence in the output counts once, as check_terms counts it.
+        credited: list[int] = []
+        for c in completed:
+            if all(
+                self.constraints[c].alternatives != self.constraints[d].alternatives
+                for d in credited
+            ):
+                credited.append(c)
+        met = tuple(m or i in credited for i, m in enumerate(state.met))
+        grown = [(c, p) for c, p in grown if c not in credited]
         partials = tuple(sorted({(c, p) for c, p in grown if self._can_grow(c, p)}))
-        return ConstraintState(met, partials, just_completed=bool(completed))
+        return ConstraintState(met, partials, just_completed=bool(credited))
 
     def _compatible(self, c: int, prefix: tuple[int, ...]) -> bool:
         n = len(prefix)
@@ -203,8 +210,12 @@ def constrained_beam_search(
     n_sent = len(constraints)
     blocked = blocked or [()] * n_sent
     trackers = [ConstraintTracker(list(cs)) for cs in constraints]
+    # The first step may be spent on a forced token; without a forced EOS the limit itself
+    # ends a hypothesis (see _mask_logprobs), so the budget is one larger.
+    budget_offset = (0 if options.eos_at_limit else 1) - (options.forced_first_id is not None)
     for b, tracker in enumerate(trackers):
-        if tracker.needed(ConstraintState.initial(len(tracker.constraints))) > max_new_tokens[b]:
+        initial = ConstraintState.initial(len(tracker.constraints))
+        if tracker.needed(initial) > max_new_tokens[b] + budget_offset:
             raise ValueError(f"sentence {b}: max_new_tokens too small for its constraints")
     beams: list[list[_Hypothesis]] = [
         [
