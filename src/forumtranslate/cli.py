@@ -166,7 +166,7 @@ def models_fetch(name: str, revision: str | None) -> None:
 
 @main.group()
 def glossary() -> None:
-    """Check the terminology glossary (glossary/terms.tsv)."""
+    """Check, export and review changes to the terminology glossary (glossary/terms.tsv)."""
 
 
 @glossary.command("lint")
@@ -198,6 +198,75 @@ def glossary_lint(path: Path, data_dir: Path, strict: bool) -> None:
     click.echo(f"{path}: {errors} error(s), {warnings} warning(s)", err=True)
     if errors or (strict and warnings):
         sys.exit(1)
+
+
+@glossary.command("export")
+@click.argument(
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("glossary/terms.tsv"),
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tbx", "csv"]),
+    required=True,
+    help="tbx: TBX-Basic (ISO 30042:2019) with variants and renderings to avoid; "
+    "csv: ja,en rows, one per Japanese form (Amazon Translate custom terminology).",
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File (stdout)."
+)
+@user_errors
+def glossary_export(path: Path, fmt: str, output: Path | None) -> None:
+    """Write PATH (default glossary/terms.tsv) as TBX for CAT tools, or as CSV for machine
+    translation services' glossaries."""
+    from forumtranslate.glossary import load_glossary
+    from forumtranslate.storage import write_atomic
+    from forumtranslate.termbase import export_glossary
+
+    text = export_glossary(load_glossary(path), fmt)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        write_atomic(output, text)
+
+
+@glossary.command("impact")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--base", "rev", metavar="REV", required=True, help="Git revision to compare with: origin/main."
+)
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Corpus (data).")
+@click.option("--model", help="Model for the translations (as for run).")
+@click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (as for run).")
+@click.option("--no-translate", is_flag=True, help="List the sentences only; load no model.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="forumtranslate.toml",
+    show_default=True,
+    help="Project config file; its [run] table supplies model, data and glossary.",
+)
+@user_errors
+def glossary_impact(
+    path: Path | None, rev: str, no_translate: bool, config_path: Path, **options: Any
+) -> None:
+    """What the change to PATH since git revision REV does, as Markdown for a pull request:
+    entries added, removed and changed, the corpus sentences whose terms change, and their
+    translations under the old and the new glossary (unless --no-translate)."""
+    from forumtranslate.config import load_run_config
+    from forumtranslate.glossary import load_glossary
+    from forumtranslate.termbase import impact_report, impact_translator, load_glossary_at
+
+    settings = load_run_config(config_path)
+    settings.update({key: value for key, value in options.items() if value is not None})
+    path = path or Path(settings.get("glossary", "glossary/terms.tsv"))
+    new, old = load_glossary(path), load_glossary_at(path, rev)
+    load = None if no_translate else functools.partial(impact_translator, settings)
+    data_dir = Path(settings.get("data", "data"))
+    click.echo(impact_report(old, new, data_dir, load, base=rev), nl=False)
 
 
 # --- align ---------------------------------------------------------------------------
