@@ -1,0 +1,523 @@
+"""Export a scored run for people and tools, and read reviewers' post-edits back.
+
+Three formats, each for its reader:
+
+* **TSV** for a spreadsheet, one row per aligned bead: document, segment ids, Japanese,
+  machine output, reference, sentence chrF2 and BLEU, term flags, and a ``post_edit``
+  column holding the machine output for the reviewer to correct in place. UTF-8 *with* a
+  byte-order mark, because Excel reads a BOM-less file as the local ANSI code page and
+  turns the Japanese into mojibake (LibreOffice and Python's ``utf-8-sig`` accept the BOM);
+  CRLF line ends as RFC 4180 has them; ``csv`` quoting. A text cell that starts with
+  ``= + - @`` (which a spreadsheet would run as a formula) or with ``'`` gets one leading
+  ``'``, and the importer removes it again, so every text survives the round trip.
+  The bead's shape (1-1, 2-1) is left out: Excel turns "1-1" into a date.
+* **TMX 1.4b**, a translation memory: one ``<tu>`` per aligned bead pairing the Japanese
+  with the *human reference* (a memory should hold approved translations); the machine
+  output rides along in a ``<prop type="x-machine-translation">``, with the bead's ids and
+  chrF2 in other ``x-`` props. Beads with no reference or no Japanese (1-0, 0-1) pair
+  nothing and are left out; the header's note counts them.
+* **XLIFF 2.0**, a bilingual file for CAT tools (OmegaT, Trados): one ``<file>`` per
+  document, one ``<unit id=seg_id>`` per Japanese segment whose ``<target>`` is the
+  machine output (``state="translated"``), with the reference of its bead and its glossary
+  terms as notes. A reviewer edits the targets and sends the file back.
+
+Post-edits come back as that TSV (its ``post_edit`` column) or that XLIFF (its targets).
+Every row or unit with a non-empty post-edit counts as reviewed, unchanged ones included
+(HTER 0): the file a reviewer returns is what they reviewed. An empty cell or target
+means "not reviewed". The Japanese in the file must match the run's, which catches a file
+from another run. XML is written with the standard library and read with expat, which
+refuses a DOCTYPE here, so no entity can be expanded or fetched.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from xml.parsers import expat
+
+from forumtranslate import __version__
+from forumtranslate.align import read_translations
+from forumtranslate.errors import ForumTranslateError, InputError
+from forumtranslate.review import (
+    BeadView,
+    PostEdit,
+    RunView,
+    join_english,
+    join_japanese,
+    load_run_view,
+    save_postedits,
+)
+from forumtranslate.storage import write_atomic
+
+FORMATS = {"tsv": "tsv", "tmx": "tmx", "xliff": "xlf"}  # format -> file extension
+TSV_COLUMNS = (
+    "doc_id",
+    "seg_ids",
+    "ref_ids",
+    "japanese",
+    "machine",
+    "reference",
+    "chrF2",
+    "BLEU",
+    "term_problems",
+    "terms",
+    "post_edit",
+)
+XLIFF_NS = "urn:oasis:names:tc:xliff:document:2.0"
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+_FORMULA_START = tuple("=+-@'")
+_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_NMTOKEN = re.compile(r"[\w.:\-]+")
+
+
+def write_export(
+    run_dir: str | Path,
+    fmt: str,
+    out: str | Path | None = None,
+    *,
+    data_dir: str | Path | None = None,
+    glossary_path: str | Path | None = None,
+) -> Path:
+    """Write a run as ``fmt`` (tsv, tmx, xliff) to ``out`` (default RUN/export.EXT)."""
+    if fmt not in FORMATS:
+        raise ForumTranslateError(f"unknown export format {fmt!r} (use {', '.join(FORMATS)})")
+    view = load_run_view(run_dir, data_dir, glossary_path)
+    text = {"tsv": export_tsv, "tmx": export_tmx, "xliff": export_xliff}[fmt](view)
+    path = Path(out) if out is not None else Path(run_dir) / f"export.{FORMATS[fmt]}"
+    write_atomic(path, text)
+    return path
+
+
+# --- TSV -------------------------------------------------------------------------------
+
+
+def spreadsheet_cell(text: str) -> str:
+    """``text`` made safe from formula evaluation; ``from_spreadsheet_cell`` undoes it."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def from_spreadsheet_cell(text: str) -> str:
+    return text[1:] if text.startswith("'") else text
+
+
+def term_cell(bead: BeadView) -> str:
+    """Every glossary term of the bead with its verdict, e.g. ``経済安全保障 → economic
+    security: ok``, then any avoided rendering used."""
+    items = [
+        f"{term.source} → {term.target}: {'ok' if hit else 'MISSING'}"
+        for sentence in bead.sentences
+        for term, hit in zip(sentence.terms, sentence.found)
+    ]
+    items += [
+        f"{flag.source} → {flag.target}: AVOID “{flag.form}”"
+        for flag in bead.flags
+        if flag.problem == "avoid"
+    ]
+    return "; ".join(items)
+
+
+def export_tsv(view: RunView) -> str:
+    """One row per bead, for a spreadsheet (see the module docstring for the choices)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\r\n")
+    writer.writerow(TSV_COLUMNS)
+    for bead in view.beads:
+        machine = join_english([s.translation for s in bead.sentences])
+        writer.writerow(
+            [
+                bead.bead.doc_id,
+                " ".join(bead.bead.src_seg_ids),
+                " ".join(bead.bead.ref_ids),
+                spreadsheet_cell(join_japanese([s.source for s in bead.sentences])),
+                spreadsheet_cell(machine),
+                spreadsheet_cell(join_english(bead.bead.ref)),
+                f"{bead.chrf:.2f}",
+                f"{bead.bleu:.2f}",
+                str(bead.problems),
+                spreadsheet_cell(term_cell(bead)),
+                spreadsheet_cell(machine) if bead.sentences else "",
+            ]
+        )
+    return "\ufeff" + buffer.getvalue()
+
+
+# --- XML helpers -------------------------------------------------------------------------
+
+
+def _text(value: str, where: str) -> str:
+    """``value`` if XML 1.0 can hold it; else an error naming the segment."""
+    bad = _XML_INVALID.search(value)
+    if bad:
+        raise ForumTranslateError(
+            f"{where}: character U+{ord(bad.group()):04X} cannot be written in XML"
+        )
+    return value
+
+
+def _xml(root: ET.Element) -> str:
+    ET.indent(root, space=" ")
+    body = ET.tostring(root, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+
+
+def _nmtoken(value: str, what: str) -> str:
+    if not _NMTOKEN.fullmatch(value):
+        raise ForumTranslateError(f"{what} {value!r} is not a valid XML NMTOKEN id")
+    return value
+
+
+# --- TMX ---------------------------------------------------------------------------------
+
+
+def export_tmx(view: RunView) -> str:
+    """TMX 1.4b: Japanese ↔ reference per bead, the machine output in a prop."""
+    translator = view.settings.get("translator") or {}
+    root = ET.Element("tmx", {"version": "1.4"})
+    header = ET.SubElement(
+        root,
+        "header",
+        {
+            "creationtool": "forumtranslate",
+            "creationtoolversion": __version__,
+            "segtype": "sentence",
+            "o-tmf": "forumtranslate-run",
+            "adminlang": "en",
+            "srclang": "ja",
+            "datatype": "plaintext",
+        },
+    )
+    props = {
+        "x-model": str(translator.get("model", "")),
+        "x-model-revision": str(translator.get("revision") or ""),
+        "x-glossary-sha256": str((view.settings.get("glossary") or {}).get("sha256", "")),
+    }
+    for kind, value in props.items():
+        ET.SubElement(header, "prop", {"type": kind}).text = value
+    note = ET.SubElement(header, "note")
+    body = ET.SubElement(root, "body")
+    left_out = 0
+    for bead in view.beads:
+        if not bead.sentences or not bead.bead.ref:
+            left_out += 1
+            continue
+        where = " ".join(bead.bead.src_seg_ids)
+        tu = ET.SubElement(body, "tu", {"tuid": "+".join(bead.bead.src_seg_ids)})
+        tu_props = {
+            "x-document": bead.bead.doc_id,
+            "x-source-ids": " ".join(bead.bead.src_seg_ids),
+            "x-reference-ids": " ".join(bead.bead.ref_ids),
+            "x-bead": bead.bead.kind,
+            "x-chrF2": f"{bead.chrf:.2f}",
+            "x-machine-translation": _text(
+                join_english([s.translation for s in bead.sentences]), where
+            ),
+        }
+        for kind, value in tu_props.items():
+            ET.SubElement(tu, "prop", {"type": kind}).text = value
+        sides = (
+            ("ja", join_japanese([s.source for s in bead.sentences])),
+            ("en", join_english(bead.bead.ref)),
+        )
+        for lang, text in sides:
+            tuv = ET.SubElement(tu, "tuv", {f"{{{XML_NS}}}lang": lang})
+            ET.SubElement(tuv, "seg").text = _text(text, where)
+    note.text = (
+        "Source: the Japanese of each aligned bead; target: its human reference translation. "
+        "The machine translation is in the prop x-machine-translation. "
+        f"{left_out} beads with no reference or no Japanese are left out."
+    )
+    return _xml(root)
+
+
+# --- XLIFF 2.0 ---------------------------------------------------------------------------
+
+
+def _q(name: str) -> str:
+    """An XLIFF element name. Elements are built unqualified under a root carrying
+    ``xmlns``: ElementTree cannot write a default namespace with unqualified attributes,
+    and ``ns0:`` prefixes would be valid but unreadable."""
+    return name
+
+
+def export_xliff(view: RunView) -> str:
+    """XLIFF 2.0: one file per document, one unit per segment, machine output as target."""
+    root = ET.Element(
+        _q("xliff"), {"xmlns": XLIFF_NS, "version": "2.0", "srcLang": "ja", "trgLang": "en"}
+    )
+    for document in view.documents:
+        if not any(bead.sentences for bead in document.beads):
+            continue  # a file needs a unit; this document has no Japanese segment
+        file = ET.SubElement(
+            root,
+            _q("file"),
+            {
+                "id": _nmtoken(document.doc_id, "document id"),
+                "original": f"ja/{document.doc_id}.txt",
+                f"{{{XML_NS}}}space": "preserve",
+            },
+        )
+        info = document.info
+        if info is not None:
+            notes = ET.SubElement(file, _q("notes"))
+            for category, value in (
+                ("title", info.title),
+                ("speaker", info.speaker),
+                ("role", info.role),
+                ("section", info.section),
+            ):
+                if value and value != "-":
+                    ET.SubElement(notes, _q("note"), {"category": category}).text = value
+        for bead in document.beads:
+            for sentence in bead.sentences:
+                _xliff_unit(file, bead, sentence.seg_id)
+    return _xml(root)
+
+
+def _xliff_unit(file: ET.Element, bead: BeadView, seg_id: str) -> None:
+    sentence = next(s for s in bead.sentences if s.seg_id == seg_id)
+    unit = ET.SubElement(file, _q("unit"), {"id": _nmtoken(seg_id, "segment id")})
+    notes = ET.SubElement(unit, _q("notes"))
+    shared = (
+        f" (shared by segments {', '.join(bead.bead.src_seg_ids)})"
+        if len(bead.bead.src_seg_ids) > 1
+        else ""
+    )
+    reference = join_english(bead.bead.ref)
+    note = ET.SubElement(notes, _q("note"), {"category": "reference"})
+    note.text = _text(
+        f"reference{shared}: {reference}" if reference else "no reference sentence", seg_id
+    )
+    for term, hit in zip(sentence.terms, sentence.found):
+        ET.SubElement(notes, _q("note"), {"category": "terminology"}).text = _text(
+            f"{term.source} → {term.target}" + ("" if hit else " (missing)"), seg_id
+        )
+    translated = bool(sentence.translation)
+    segment = ET.SubElement(
+        unit,
+        _q("segment"),
+        {"state": "translated" if translated else "initial", "canResegment": "no"},
+    )
+    ET.SubElement(segment, _q("source")).text = _text(sentence.source, seg_id)
+    if translated:
+        ET.SubElement(segment, _q("target")).text = _text(sentence.translation, seg_id)
+
+
+# --- post-edits back in ------------------------------------------------------------------
+
+
+def import_postedits(
+    run_dir: str | Path, path: str | Path
+) -> tuple[list[PostEdit], dict[str, Any]]:
+    """Read the post-edits in ``path`` (an exported TSV or XLIFF, edited), store them in
+    the run and score it; return them and the run's HTER."""
+    postedits = read_postedit_file(path, run_dir)
+    if not postedits:
+        raise InputError("holds no post-edits (every post_edit cell or target is empty)", path)
+    return postedits, save_postedits(run_dir, postedits)
+
+
+def read_postedit_file(path: str | Path, run_dir: str | Path) -> list[PostEdit]:
+    """The post-edits in an edited TSV or XLIFF export of the run in ``run_dir``."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except OSError as err:
+        raise InputError(f"cannot read: {err.strerror}", path) from None
+    records = {str(r["seg_id"]): r for r in read_translations(Path(run_dir))}
+    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if path.suffix.lower() in (".xlf", ".xliff", ".xml") or head.startswith(b"<"):
+        return read_postedits_xliff(raw, path, records)
+    return read_postedits_tsv(_decode(raw, path), path, records)
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    """Text of a spreadsheet's save: UTF-8 with or without a BOM, or UTF-16 with one
+    (Excel's "Unicode text")."""
+    encoding = "utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise InputError(f"not valid {encoding.upper()} text", path, line) from None
+
+
+def _same_text(a: str, b: str) -> bool:
+    return a.split() == b.split()
+
+
+def _machine(seg_ids: Sequence[str], records: Mapping[str, Mapping[str, Any]]) -> str:
+    return join_english([str(records[s]["translation"]) for s in seg_ids])
+
+
+def read_postedits_tsv(
+    text: str, path: Path, records: Mapping[str, Mapping[str, Any]]
+) -> list[PostEdit]:
+    """Rows with a non-empty ``post_edit``; an error names the file and the row's line."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
+    header = next(reader, None)
+    if header is None:
+        raise InputError("is empty", path)
+    header = [cell.strip() for cell in header]
+    missing = [name for name in ("seg_ids", "post_edit") if name not in header]
+    if missing:
+        raise InputError(
+            f"has no {' or '.join(repr(m) for m in missing)} column (columns: {', '.join(header)})",
+            path,
+            1,
+        )
+    column = {name: header.index(name) for name in header}
+    seen: dict[str, int] = {}
+    postedits = []
+    line = reader.line_num + 1
+    for row in reader:
+        start, line = line, reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header) and any(cell.strip() for cell in row[len(header) :]):
+            raise InputError(f"{len(row)} fields but the header has {len(header)}", path, start)
+        row = row + [""] * (len(header) - len(row))
+        post_edit = from_spreadsheet_cell(row[column["post_edit"]]).strip()
+        seg_ids = row[column["seg_ids"]].split()
+        if not post_edit:
+            continue
+        if not seg_ids:
+            raise InputError(
+                "has a post-edit but no seg_ids: a bead with no machine output has nothing "
+                "to post-edit",
+                path,
+                start,
+            )
+        for seg_id in seg_ids:
+            if seg_id not in records:
+                raise InputError(f"segment {seg_id!r} is not in this run", path, start)
+            if seg_id in seen:
+                raise InputError(
+                    f"segment {seg_id!r} is post-edited twice (also line {seen[seg_id]})",
+                    path,
+                    start,
+                )
+            seen[seg_id] = start
+        docs = {str(records[s]["doc_id"]) for s in seg_ids}
+        if len(docs) > 1:
+            raise InputError(f"segments of several documents: {', '.join(docs)}", path, start)
+        if "japanese" in column:
+            given = from_spreadsheet_cell(row[column["japanese"]])
+            expected = join_japanese([str(records[s]["source"]) for s in seg_ids])
+            if not _same_text(given, expected):
+                raise InputError(
+                    f"the Japanese differs from the run's {' '.join(seg_ids)}; "
+                    "is this file from another run?",
+                    path,
+                    start,
+                )
+        postedits.append(
+            PostEdit(
+                doc_id=docs.pop(),
+                seg_ids=tuple(seg_ids),
+                machine=_machine(seg_ids, records),
+                post_edit=post_edit,
+                origin=f"{path.name}:{start}",
+            )
+        )
+    return postedits
+
+
+def read_postedits_xliff(
+    raw: bytes, path: Path, records: Mapping[str, Mapping[str, Any]]
+) -> list[PostEdit]:
+    """Units with a non-empty target, read with expat so errors name their line."""
+    parser = expat.ParserCreate(namespace_separator=" ")
+    units: list[dict[str, Any]] = []
+    stack: list[str | None] = []  # local names of XLIFF elements; None for others
+    state: dict[str, Any] = {"unit": None, "capture": None, "buffer": []}
+
+    def fail(message: str, line: int | None = None) -> InputError:
+        return InputError(message, path, line or parser.CurrentLineNumber)
+
+    def refuse_doctype(*_: Any) -> None:
+        raise fail("has a DOCTYPE; XLIFF 2 files have none, and entities are not read")
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        ns, _, local = name.rpartition(" ")
+        if not stack:
+            if ns != XLIFF_NS or local != "xliff":
+                raise fail(f"not an XLIFF 2 file: the root is {local!r} in {ns or 'no'} namespace")
+            if not attrs.get("version", "").startswith("2."):
+                raise fail(f"XLIFF version {attrs.get('version')!r}; expected 2.x")
+        stack.append(local if ns == XLIFF_NS else None)
+        if ns != XLIFF_NS:
+            return
+        if local == "unit":
+            if not attrs.get("id"):
+                raise fail("a unit has no id")
+            state["unit"] = {
+                "id": attrs["id"],
+                "line": parser.CurrentLineNumber,
+                "source": [],
+                "target": [],
+            }
+        elif local in ("source", "target") and state["unit"] is not None:
+            state["capture"], state["buffer"] = local, []
+        elif local == "cp" and state["capture"]:
+            state["buffer"].append(chr(int(attrs.get("hex", "0"), 16)))
+
+    def end(name: str) -> None:
+        local = stack.pop()
+        if local in ("source", "target") and state["capture"] == local:
+            state["unit"][local].append("".join(state["buffer"]))
+            state["capture"] = None
+        elif local == "unit":
+            units.append(state["unit"])
+            state["unit"] = None
+
+    def text(data: str) -> None:
+        if state["capture"]:
+            state["buffer"].append(data)
+
+    parser.StartDoctypeDeclHandler = refuse_doctype
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text
+    try:
+        parser.Parse(raw, True)
+    except expat.ExpatError as err:
+        raise InputError(
+            f"not well-formed XML: {expat.ErrorString(err.code)}", path, err.lineno
+        ) from None
+
+    postedits = []
+    seen: dict[str, int] = {}
+    for unit in units:
+        seg_id, line = unit["id"], unit["line"]
+        post_edit = " ".join(t.strip() for t in unit["target"] if t.strip())
+        if not post_edit:
+            continue
+        record = records.get(seg_id)
+        if record is None:
+            raise InputError(f"unit {seg_id!r} is not a segment of this run", path, line)
+        if seg_id in seen:
+            raise InputError(f"unit {seg_id!r} twice (also line {seen[seg_id]})", path, line)
+        seen[seg_id] = line
+        if not _same_text("".join(unit["source"]), str(record["source"])):
+            raise InputError(
+                f"the source of {seg_id!r} differs from the run's; is this file from another run?",
+                path,
+                line,
+            )
+        postedits.append(
+            PostEdit(
+                doc_id=str(record["doc_id"]),
+                seg_ids=(seg_id,),
+                machine=str(record["translation"]),
+                post_edit=post_edit,
+                origin=f"{path.name}:{line}",
+            )
+        )
+    return postedits

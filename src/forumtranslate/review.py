@@ -1,0 +1,928 @@
+"""Review a run: one self-contained HTML page, the reviewer's post-edits, and their HTER.
+
+Why a single file: a reviewer opens it from a run folder, mails it, or prints it, with no
+network and no server; ``serve`` exists only for browsers that restrict ``file://``. The
+page is deterministic (no timestamp), so a resumed run writes the same bytes.
+
+Safety: every piece of text enters the page through ``html.escape``. Glossary terms are
+highlighted by character offsets into the original text, escaping each slice, so a
+sentence can never inject markup. The page's Content-Security-Policy allows no network
+at all and only the page's own script and style (by hash).
+
+Post-edits (a reviewer's corrections of the machine output) are stored in the run as
+``postedits.jsonl``; ``score_postedits`` measures the editing effort as HTER: sacrebleu's
+TER of the machine output against its post-edit (case-sensitive, since fixing case is
+work the reviewer did), per unit and over the corpus, written to ``hter.json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import http.server
+import json
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from forumtranslate import __version__
+from forumtranslate.align import read_beads, read_jsonl, read_translations
+from forumtranslate.corpus import read_manifest, read_text
+from forumtranslate.errors import ForumTranslateError, InputError
+from forumtranslate.glossary import (
+    Glossary,
+    GlossaryEntry,
+    _form_pattern,
+    _normalise_with_offsets,
+    avoided_found,
+    check_terms,
+    load_glossary,
+)
+from forumtranslate.records import Bead, DocumentInfo, TermMatch
+from forumtranslate.storage import dumps_line, write_atomic
+
+REVIEW_FILE = "review.html"
+POSTEDITS_FILE = "postedits.jsonl"
+HTER_FILE = "hter.json"
+DEFAULT_PORT = 8765
+LOW_CHRF = 30.0  # below: shown red, and the filter's default threshold
+MID_CHRF = 50.0  # below: amber; at or above: green
+FONT_STACK = (
+    '"Noto Sans CJK JP", "Noto Sans JP", "Hiragino Sans", "Hiragino Kaku Gothic ProN", '
+    '"Yu Gothic", "YuGothic", "Meiryo", sans-serif'
+)
+
+
+# --- what the page shows ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TermFlag:
+    """A term problem in the machine output: an approved rendering missing, or an avoided
+    one used. ``form`` is the avoided rendering found (empty for a missing term)."""
+
+    entry_id: str
+    source: str
+    target: str
+    problem: str  # missing | avoid
+    form: str = ""
+
+    def describe(self) -> str:
+        if self.problem == "avoid":
+            return f"avoid “{self.form}” for {self.source}: write “{self.target}”"
+        return f"missing “{self.target}” for {self.source}"
+
+
+@dataclass(frozen=True)
+class SentenceView:
+    """One Japanese segment of a bead with its machine translation and glossary terms."""
+
+    seg_id: str
+    source: str
+    translation: str
+    terms: tuple[TermMatch, ...]
+    found: tuple[bool, ...]  # per term: whether the translation renders it
+
+
+@dataclass(frozen=True)
+class PostEdit:
+    """A reviewer's correction of the machine output of one or more segments.
+
+    ``machine`` is the output as it was when the post-edit came in, so HTER measures the
+    edit actually made; ``origin`` says which file and line it came from.
+    """
+
+    doc_id: str
+    seg_ids: tuple[str, ...]
+    machine: str
+    post_edit: str
+    origin: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id,
+            "seg_ids": list(self.seg_ids),
+            "machine": self.machine,
+            "post_edit": self.post_edit,
+            "origin": self.origin,
+        }
+
+
+@dataclass(frozen=True)
+class BeadView:
+    """An aligned bead as the reviewer sees it: sentences, scores, term problems, and
+    the post-edits (with their HTER, when scored) that cover its segments."""
+
+    number: int  # position in alignment.jsonl, 0-based
+    bead: Bead
+    sentences: tuple[SentenceView, ...]
+    chrf: float
+    bleu: float
+    flags: tuple[TermFlag, ...]
+    entries: tuple[GlossaryEntry, ...] = ()  # terms found in its Japanese, in order
+    postedits: tuple[tuple[PostEdit, float | None], ...] = ()
+
+    @property
+    def problems(self) -> int:
+        return len(self.flags)
+
+
+@dataclass(frozen=True)
+class DocumentView:
+    doc_id: str
+    info: DocumentInfo | None  # None: the manifest could not be found
+    scores: Mapping[str, Any]
+    beads: tuple[BeadView, ...]
+
+
+@dataclass(frozen=True)
+class RunView:
+    """Everything in a run folder that review and export need, joined and checked once."""
+
+    run_dir: Path
+    settings: Mapping[str, Any]
+    scores: Mapping[str, Any]
+    glossary: Glossary
+    glossary_changed: bool  # the glossary file is not the one the run used
+    documents: tuple[DocumentView, ...]
+    records: Mapping[str, Mapping[str, Any]]  # seg_id -> translations.jsonl record
+    postedits: tuple[PostEdit, ...]
+    hter: Mapping[str, Any] | None
+    notes: tuple[str, ...] = ()  # what the page should warn about
+
+    @property
+    def beads(self) -> Iterator[BeadView]:
+        for document in self.documents:
+            yield from document.beads
+
+
+def _read_json(path: Path, what: str) -> Any:
+    if not path.exists():
+        raise InputError(f"no {path.name}: {what}", path)
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON: {err.msg}", path, err.lineno) from None
+
+
+def load_run_view(
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    glossary_path: str | Path | None = None,
+) -> RunView:
+    """Join a scored run folder: translations, alignment, scores, manifest and glossary.
+
+    ``data_dir`` and ``glossary_path`` default to what run.json records (paths relative
+    to where the run was started). A glossary that differs from the run's is used but
+    flagged, since its highlighting may disagree with the run's terms.
+    """
+    run_dir = Path(run_dir)
+    settings = _read_json(run_dir / "run.json", "not a run folder")
+    scores = _read_json(
+        run_dir / "scores.json", f"score the run first (forumtranslate score {run_dir})"
+    )
+    if not (run_dir / "alignment.jsonl").exists():
+        raise InputError(
+            f"no alignment.jsonl: align the run first (forumtranslate align {run_dir})",
+            run_dir,
+        )
+    beads = read_beads(run_dir / "alignment.jsonl")
+    bead_scores = scores.get("beads") or []
+    if len(bead_scores) != len(beads) or any(
+        list(b.src_seg_ids) != s.get("src_seg_ids") or list(b.ref_ids) != s.get("ref_ids")
+        for b, s in zip(beads, bead_scores)
+    ):
+        raise InputError(
+            f"does not match alignment.jsonl; score again (forumtranslate score {run_dir})",
+            run_dir / "scores.json",
+        )
+    records = {str(r["seg_id"]): r for r in read_translations(run_dir)}
+
+    recorded = settings.get("glossary") or {}
+    glossary = load_glossary(glossary_path or recorded.get("path") or "glossary/terms.tsv")
+    notes: list[str] = []
+    changed = bool(recorded.get("sha256")) and recorded.get("sha256") != glossary.sha256
+    if changed:
+        notes.append(
+            f"The glossary {glossary.path} has changed since this run; term highlighting "
+            "follows the current file."
+        )
+    data_dir = Path(data_dir or settings.get("data_dir") or "data")
+    infos: dict[str, DocumentInfo] = {}
+    if (data_dir / "manifest.tsv").exists():
+        infos = {info.doc_id: info for info in read_manifest(data_dir / "manifest.tsv")}
+    else:
+        notes.append(f"No manifest at {data_dir / 'manifest.tsv'}: speakers are not shown.")
+
+    hter_path = run_dir / HTER_FILE
+    hter = _read_json(hter_path, "") if hter_path.exists() else None
+    postedits = read_postedits(run_dir)
+    unit_hter = {
+        tuple(unit.get("seg_ids") or ()): unit.get("HTER")
+        for unit in (hter or {}).get("segments") or ()
+    }
+    by_segment: dict[str, list[tuple[PostEdit, float | None]]] = {}
+    for pe in postedits:
+        for seg_id in pe.seg_ids:
+            by_segment.setdefault(seg_id, []).append((pe, unit_hter.get(pe.seg_ids)))
+    views: dict[str, list[BeadView]] = {}
+    for number, (bead, row) in enumerate(zip(beads, bead_scores)):
+        attached = dict.fromkeys(
+            item for seg_id in bead.src_seg_ids for item in by_segment.get(seg_id, ())
+        )
+        views.setdefault(bead.doc_id, []).append(
+            _bead_view(number, bead, row, records, glossary, tuple(attached))
+        )
+    documents = tuple(
+        DocumentView(
+            doc_id=doc_id,
+            info=infos.get(doc_id),
+            scores=(scores.get("documents") or {}).get(doc_id, {}),
+            beads=tuple(items),
+        )
+        for doc_id, items in views.items()
+    )
+    return RunView(
+        run_dir=run_dir,
+        settings=settings,
+        scores=scores,
+        glossary=glossary,
+        glossary_changed=changed,
+        documents=documents,
+        records=records,
+        postedits=tuple(postedits),
+        hter=hter,
+        notes=tuple(notes),
+    )
+
+
+def _bead_view(
+    number: int,
+    bead: Bead,
+    row: Mapping[str, Any],
+    records: Mapping[str, Mapping[str, Any]],
+    glossary: Glossary,
+    postedits: tuple[tuple[PostEdit, float | None], ...] = (),
+) -> BeadView:
+    sentences = []
+    flags: list[TermFlag] = []
+    for seg_id in bead.src_seg_ids:
+        record = records.get(seg_id)
+        if record is None:
+            raise InputError(f"alignment names segment {seg_id!r}, which translations lack")
+        source, translation = str(record["source"]), str(record["translation"])
+        terms = tuple(glossary.find_terms(source))
+        found = tuple(check_terms(translation, terms))
+        sentences.append(SentenceView(seg_id, source, translation, terms, found))
+        flags += [
+            TermFlag(t.entry_id, t.source, t.target, "missing")
+            for t, hit in zip(terms, found)
+            if not hit
+        ]
+        for entry_id in dict.fromkeys(t.entry_id for t in terms):
+            entry = glossary.get(entry_id)
+            flags += [
+                TermFlag(entry.id, entry.source, entry.target, "avoid", form)
+                for form in avoided_found(translation, entry)
+            ]
+    return BeadView(
+        number=number,
+        bead=bead,
+        sentences=tuple(sentences),
+        chrf=float(row.get("chrF2") or 0.0),
+        bleu=float(row.get("BLEU") or 0.0),
+        flags=tuple(flags),
+        entries=tuple(
+            glossary.get(entry_id)
+            for entry_id in dict.fromkeys(t.entry_id for s in sentences for t in s.terms)
+        ),
+        postedits=postedits,
+    )
+
+
+def join_japanese(sentences: Sequence[str]) -> str:
+    """Japanese sentences as one string: no space between CJK text, one next to Latin
+    (after ASCII text other than an opening bracket, before an ASCII letter or digit)."""
+    out = ""
+    for sentence in sentences:
+        if out and sentence:
+            after, before = out[-1], sentence[0]
+            if (after.isascii() and after not in "([{") or (before.isascii() and before.isalnum()):
+                out += " "
+        out += sentence
+    return out
+
+
+def join_english(sentences: Sequence[str]) -> str:
+    """English sentences as one line, as score.py joins a bead's sentences."""
+    return " ".join(" ".join(sentences).split())
+
+
+# --- highlighting ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    css: str  # term | term miss | avoid
+    title: str
+
+
+def english_spans(text: str, entries: Sequence[GlossaryEntry]) -> list[Span]:
+    """Allowed and avoided renderings of ``entries`` in ``text``, as offsets into ``text``.
+
+    Matching is glossary.py's (whole words, NFKC, any case); the offsets map back from
+    the normalised text so they cut the original exactly.
+    """
+    if not text:
+        return []
+    norm, starts, ends = _normalise_with_offsets(text)
+    spans = []
+    for entry in entries:
+        kinds = [(form, "term") for form in entry.allowed] + [(f, "avoid") for f in entry.avoid]
+        for form, css in kinds:
+            for m in re.finditer(_form_pattern(form), norm, re.IGNORECASE):
+                if m.end() > m.start():
+                    title = (
+                        f"{entry.source} → {entry.target} [{entry.id}]"
+                        if css == "term"
+                        else f"avoided rendering of {entry.source}: write “{entry.target}” "
+                        f"[{entry.id}]"
+                    )
+                    spans.append(Span(starts[m.start()], ends[m.end() - 1], css, title))
+    return spans
+
+
+def japanese_spans(sentence: SentenceView) -> list[Span]:
+    return [
+        Span(
+            t.start,
+            t.end,
+            "term" if hit else "term miss",
+            f"{t.source} → {t.target} [{t.entry_id}]"
+            + ("" if hit else ": missing from the machine translation"),
+        )
+        for t, hit in zip(sentence.terms, sentence.found)
+    ]
+
+
+def highlight(text: str, spans: Sequence[Span]) -> str:
+    """``text`` as escaped HTML with ``spans`` marked; overlapping spans keep the first
+    (leftmost, then longest, avoided before allowed)."""
+    ordered = sorted(spans, key=lambda s: (s.start, -(s.end - s.start), s.css != "avoid"))
+    out, position = [], 0
+    for span in ordered:
+        if span.start < position or span.end <= span.start:
+            continue
+        out.append(html.escape(text[position : span.start]))
+        out.append(
+            f'<mark class="{span.css}" title="{html.escape(span.title, quote=True)}">'
+            f"{html.escape(text[span.start : span.end])}</mark>"
+        )
+        position = span.end
+    out.append(html.escape(text[position:]))
+    return "".join(out)
+
+
+# --- the page ----------------------------------------------------------------------------
+
+_CSS = """
+:root { --low: #fbe3e1; --low-ink: #a3261b; --mid: #fdf1d6; --mid-ink: #8a5a00;
+  --high: #e3f4e4; --high-ink: #1e6b2a; --line: #d8dbe0; --muted: #5c6470; }
+* { box-sizing: border-box; }
+[hidden] { display: none !important; }
+html { font-size: 15px; }
+body { margin: 0; color: #1d2228; background: #fff; line-height: 1.5;
+  font-family: system-ui, "Segoe UI", Roboto, "Helvetica Neue", Arial, FONTS; }
+[lang="ja"] { font-family: FONTS; }
+header.summary { padding: 1rem 1.5rem .5rem; border-bottom: 1px solid var(--line); }
+h1 { font-size: 1.35rem; margin: 0 0 .5rem; }
+h1 code { font-size: 1.1rem; }
+h2 { font-size: 1.15rem; margin: 0; }
+div.overview { display: flex; flex-wrap: wrap; gap: 0 2rem; align-items: flex-start; }
+dl.settings { display: grid; grid-template-columns: max-content 1fr; gap: .1rem 1rem;
+  margin: .5rem 0; font-size: .85rem; }
+dl.settings dt { color: var(--muted); }
+dl.settings dd { margin: 0; overflow-wrap: anywhere; max-width: 60rem; }
+table.corpus { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
+table.corpus th, table.corpus td { border: 1px solid var(--line); padding: .2rem .6rem;
+  text-align: right; }
+table.corpus th { background: #f4f5f7; font-weight: 600; }
+p.note { background: var(--mid); color: var(--mid-ink); padding: .3rem .6rem; margin: .3rem 0; }
+p.legend { font-size: .85rem; color: var(--muted); }
+nav.controls { position: sticky; top: 0; z-index: 2; background: #f4f5f7;
+  border-bottom: 1px solid var(--line); padding: .5rem 1.5rem; display: flex;
+  flex-wrap: wrap; gap: .5rem 1.5rem; align-items: center; font-size: .9rem; }
+nav.controls input[type="number"] { width: 4.5rem; }
+#shown { font-weight: 600; }
+main { padding: 0 1.5rem 2rem; }
+section.doc, section.sorted { margin-top: 1.25rem; }
+p.docmeta { margin: .15rem 0 .5rem; color: var(--muted); font-size: .9rem; }
+table.beads { width: 100%; border-collapse: collapse; table-layout: fixed; }
+table.beads th { text-align: left; font-size: .8rem; color: var(--muted); font-weight: 600;
+  border-bottom: 2px solid var(--line); padding: .25rem .5rem; }
+table.beads td { vertical-align: top; border-bottom: 1px solid var(--line);
+  padding: .4rem .5rem; overflow-wrap: anywhere; }
+col.meta { width: 9.5rem; } col.score { width: 5.5rem; }
+td.meta { font-size: .75rem; color: var(--muted); overflow-wrap: normal; }
+td.meta .kind { display: block; font-weight: 600; color: #1d2228; }
+td p { margin: 0 0 .3rem; }
+td p.none { color: var(--muted); font-style: italic; }
+td.score { text-align: right; }
+td.score .chrf { display: block; font-size: 1.15rem; font-weight: 700; }
+td.score .bleu, td.score .label { display: block; font-size: .75rem; color: var(--muted); }
+tr.low td.score { background: var(--low); color: var(--low-ink); }
+tr.mid td.score { background: var(--mid); color: var(--mid-ink); }
+tr.high td.score { background: var(--high); color: var(--high-ink); }
+tr.low td.meta { box-shadow: inset 4px 0 var(--low-ink); }
+mark { background: none; color: inherit; padding: 0 .05em; border-radius: 2px; }
+mark.term { background: #dfe9fb; border-bottom: 2px solid #2f5fb3; }
+mark.miss { background: #fbe3e1; border-bottom: 2px dashed #a3261b; }
+mark.avoid { background: #fbe3e1; border-bottom: 2px solid #a3261b; text-decoration: line-through;
+  text-decoration-color: #a3261b; }
+ul.flags { list-style: none; margin: .3rem 0 0; padding: 0; }
+ul.flags li { display: inline-block; font-size: .75rem; margin: 0 .3rem .2rem 0;
+  padding: 0 .4rem; border-radius: 3px; background: var(--low); color: var(--low-ink); }
+div.pe { margin-top: .3rem; padding-top: .3rem; border-top: 1px dashed var(--line);
+  font-size: .9rem; }
+div.pe .label { font-size: .75rem; color: var(--muted); }
+#empty { color: var(--muted); font-style: italic; }
+@media print {
+  @page { size: A4 landscape; margin: 10mm; }
+  html { font-size: 9pt; }
+  nav.controls { display: none; }
+  header.summary { padding: 0 0 .3rem; }
+  main { padding: 0; }
+  tr.bead { break-inside: avoid; }
+  thead { display: table-header-group; }
+  * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+}
+""".replace("FONTS", FONT_STACK)
+
+_JS = """
+(() => {
+  "use strict";
+  const $ = (selector) => document.querySelector(selector);
+  const rows = Array.from(document.querySelectorAll("tr.bead"));
+  const homes = rows.map((row) => row.parentNode);
+  const sections = Array.from(document.querySelectorAll("section.doc"));
+  const sorted = $("#sorted"), sortedBody = $("#sorted-body");
+  const below = $("#f-below"), threshold = $("#f-threshold"), terms = $("#f-terms");
+  const doc = $("#f-doc"), sort = $("#f-sort");
+  function apply() {
+    const limit = parseFloat(threshold.value);
+    let shown = 0;
+    for (const row of rows) {
+      const visible = (!doc.value || row.dataset.doc === doc.value)
+        && (!below.checked || !(Number(row.dataset.chrf) >= limit))
+        && (!terms.checked || Number(row.dataset.problems) > 0);
+      row.hidden = !visible;
+      if (visible) shown += 1;
+    }
+    if (sort.value === "corpus") {
+      rows.forEach((row, i) => homes[i].appendChild(row));
+      for (const section of sections) {
+        section.hidden = !section.querySelector("tr.bead:not([hidden])");
+      }
+      sorted.hidden = true;
+    } else {
+      const sign = sort.value === "asc" ? 1 : -1;
+      rows.slice()
+        .sort((a, b) => sign * (a.dataset.chrf - b.dataset.chrf)
+          || a.dataset.order - b.dataset.order)
+        .forEach((row) => sortedBody.appendChild(row));
+      sections.forEach((section) => { section.hidden = true; });
+      sorted.hidden = shown === 0;
+    }
+    $("#shown").textContent = `${shown} of ${rows.length} beads shown`;
+    $("#empty").hidden = shown > 0;
+  }
+  for (const control of [below, terms, doc, sort]) control.addEventListener("change", apply);
+  threshold.addEventListener("input", apply);
+  apply();
+})();
+"""
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _band(chrf: float) -> str:
+    return "low" if chrf < LOW_CHRF else "mid" if chrf < MID_CHRF else "high"
+
+
+def _fmt(value: Any, width: int = 1) -> str:
+    return f"{value:.{width}f}" if isinstance(value, int | float) else "–"
+
+
+def render_review(view: RunView) -> str:
+    """The review page for ``view``, as one HTML document with its CSS and script inline."""
+    title = f"Review: {view.run_dir.resolve().name}"
+    csp = (
+        f"default-src 'none'; style-src {_csp_hash(_CSS)}; script-src {_csp_hash(_JS)}; "
+        "img-src 'none'; base-uri 'none'; form-action 'none'"
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">',
+        f'<meta name="generator" content="forumtranslate {_e(__version__)}">',
+        f"<title>{_e(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        _render_summary(view),
+        _render_controls(view),
+        "<main>",
+        '<p id="empty" hidden>No bead matches these filters.</p>',
+        *(_render_document(document) for document in view.documents),
+        '<section class="sorted" id="sorted" hidden>',
+        "<h2>All documents, sorted by chrF</h2>",
+        _table_open(),
+        '<tbody id="sorted-body"></tbody></table>',
+        "</section>",
+        "</main>",
+        f"<script>{_JS}</script>",
+        "</body>",
+        "</html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _render_summary(view: RunView) -> str:
+    settings, scores = view.settings, view.scores
+    translator = settings.get("translator") or {}
+    decoding = translator.get("decoding") or {}
+    glossary = settings.get("glossary") or {}
+    versions = translator.get("versions") or {}
+    rows = [
+        ("model", f"{translator.get('model', '?')} ({translator.get('family', '?')})"),
+        ("revision", translator.get("revision") or "–"),
+        (
+            "options",
+            f"terms {decoding.get('terms', '?')}, beam {decoding.get('beam_size', '?')}, "
+            f"device {translator.get('device', '?')}, dtype {translator.get('dtype', '?')}, "
+            f"max batch tokens {decoding.get('max_batch_tokens', '?')}",
+        ),
+        ("glossary", f"{glossary.get('path', '?')} (sha256 {str(glossary.get('sha256'))[:12]})"),
+        ("data", str(settings.get("data_dir", "?"))),
+        (
+            "versions",
+            ", ".join(
+                f"{name} {version}"
+                for name, version in {
+                    "forumtranslate": settings.get("forumtranslate"),
+                    **versions,
+                    "sacrebleu": (scores.get("signature") or {}).get("sacrebleu"),
+                }.items()
+                if version
+            ),
+        ),
+        ("alignment", (scores.get("signature") or {}).get("alignment", "–")),
+    ]
+    corpus = scores.get("corpus") or {}
+    metrics = [name for name in ("BLEU", "chrF2", "chrF2++", "TER") if name in corpus]
+    head = "".join(
+        f'<th title="{_e(corpus[n].get("signature", ""))}">{_e(n)}</th>' for n in metrics
+    )
+    cells = "".join(f"<td>{_fmt(corpus[n].get('score'))}</td>" for n in metrics)
+    terms = scores.get("terminology") or {}
+    if terms.get("total"):
+        head += "<th>terms</th>"
+        cells += f"<td>{terms['found']}/{terms['total']} ({_fmt(100 * terms['accuracy'])}%)</td>"
+    if view.hter and view.hter.get("corpus"):
+        hter = view.hter["corpus"]
+        head += f'<th title="{_e(hter.get("signature", ""))}">HTER</th>'
+        cells += f"<td>{_fmt(hter.get('score'))} ({view.hter.get('units', 0)} post-edits)</td>"
+    out = [
+        '<header class="summary">',
+        f"<h1>Review of <code>{_e(view.run_dir.resolve().name)}</code></h1>",
+        '<div class="overview">',
+        '<table class="corpus"><thead><tr><th>segments</th>'
+        f"{head}</tr></thead><tbody><tr><td>{_e(scores.get('segments', '–'))}</td>"
+        f"{cells}</tr></tbody></table>",
+        '<dl class="settings">',
+        *(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows),
+        "</dl>",
+        "</div>",
+        *(f'<p class="note">{_e(note)}</p>' for note in view.notes),
+        '<p class="legend">Scores are sacrebleu sentence chrF2 and BLEU per aligned bead '
+        f"(red below {LOW_CHRF:g}, amber below {MID_CHRF:g}). "
+        '<mark class="term">glossary term</mark> rendered as approved, '
+        '<mark class="term miss">term</mark> missing from the machine translation, '
+        '<mark class="avoid">avoided rendering</mark> used.</p>',
+        "</header>",
+    ]
+    return "\n".join(out)
+
+
+def _render_controls(view: RunView) -> str:
+    options = "".join(
+        f'<option value="{_e(d.doc_id)}">{_e(d.doc_id)}'
+        + (f" ({_e(d.info.speaker)})" if d.info and d.info.speaker not in ("", "-") else "")
+        + "</option>"
+        for d in view.documents
+    )
+    return (
+        '<nav class="controls" aria-label="Filters">'
+        '<label><input type="checkbox" id="f-below"> only chrF below</label>'
+        f'<input type="number" id="f-threshold" value="{LOW_CHRF:g}" min="0" max="100" '
+        'step="1" aria-label="chrF threshold">'
+        '<label><input type="checkbox" id="f-terms"> only term problems</label>'
+        '<label>document <select id="f-doc"><option value="">all</option>'
+        f"{options}</select></label>"
+        '<label>order <select id="f-sort"><option value="corpus">corpus order</option>'
+        '<option value="asc">chrF, lowest first</option>'
+        '<option value="desc">chrF, highest first</option></select></label>'
+        '<span id="shown"></span>'
+        "</nav>"
+    )
+
+
+def _table_open() -> str:
+    return (
+        '<table class="beads"><colgroup><col class="meta"><col class="ja"><col class="mt">'
+        '<col class="ref"><col class="score"></colgroup>'
+        "<thead><tr><th>bead</th><th>Japanese</th><th>machine translation</th>"
+        "<th>reference</th><th>chrF</th></tr></thead>"
+    )
+
+
+def _render_document(document: DocumentView) -> str:
+    info = document.info
+    heading = info.title if info and info.title else document.doc_id
+    if info and info.speaker and info.speaker != "-":
+        heading += f" — {info.speaker}"
+    meta = [document.doc_id]
+    if info:
+        meta += [
+            value
+            for value in (info.speaker, info.role, info.section, info.start_time)
+            if value and value != "-"
+        ]
+    s = document.scores
+    terms = s.get("terminology") or {}
+    score_line = (
+        f"{s.get('beads', len(document.beads))} beads · BLEU {_fmt(s.get('BLEU'))} · "
+        f"chrF2 {_fmt(s.get('chrF2'))} · TER {_fmt(s.get('TER'))}"
+    )
+    if terms.get("total"):
+        score_line += f" · terms {terms['found']}/{terms['total']}"
+    return "\n".join(
+        [
+            f'<section class="doc" id="doc-{_e(document.doc_id)}" '
+            f'data-doc="{_e(document.doc_id)}">',
+            f"<h2>{_e(heading)}</h2>",
+            f'<p class="docmeta">{" · ".join(_e(m) for m in meta)}<br>{_e(score_line)}</p>',
+            _table_open(),
+            "<tbody>",
+            *(_render_bead(bead, document.doc_id) for bead in document.beads),
+            "</tbody></table>",
+            "</section>",
+        ]
+    )
+
+
+def _render_bead(bead: BeadView, doc_id: str) -> str:
+    entries = bead.entries
+    ja = "".join(
+        f'<p id="seg-{_e(s.seg_id)}">{highlight(s.source, japanese_spans(s))}</p>'
+        for s in bead.sentences
+    )
+    mt = "".join(
+        f"<p>{highlight(s.translation, english_spans(s.translation, entries))}</p>"
+        for s in bead.sentences
+    )
+    if bead.flags:
+        mt += (
+            '<ul class="flags">'
+            + "".join(
+                f'<li class="flag {_e(f.problem)}">{_e(f.describe())}</li>' for f in bead.flags
+            )
+            + "</ul>"
+        )
+    mt += "".join(
+        _render_postedit(pe, pe_hter, entries, bead.bead.src_seg_ids)
+        for pe, pe_hter in bead.postedits
+    )
+    ref = "".join(
+        f"<p>{highlight(text, english_spans(text, entries))}</p>" for text in bead.bead.ref
+    )
+    none = '<p class="none">none</p>'
+    ids = "<br>".join(_e(i) for i in bead.bead.src_seg_ids) or "–"
+    return (
+        f'<tr class="bead {_band(bead.chrf)}" data-doc="{_e(doc_id)}" '
+        f'data-chrf="{bead.chrf!r}" data-problems="{bead.problems}" '
+        f'data-order="{bead.number}">'
+        f'<td class="meta"><span class="kind">{_e(bead.bead.kind)}</span>{ids}</td>'
+        f'<td class="ja" lang="ja">{ja or none}</td>'
+        f'<td class="mt" lang="en">{mt or none}</td>'
+        f'<td class="ref" lang="en">{ref or none}</td>'
+        f'<td class="score"><span class="label">chrF2</span>'
+        f'<span class="chrf">{bead.chrf:.1f}</span>'
+        f'<span class="bleu">BLEU {bead.bleu:.1f}</span></td>'
+        "</tr>"
+    )
+
+
+def write_review(
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    *,
+    glossary_path: str | Path | None = None,
+) -> Path:
+    """Write the review page of a scored run (default ``RUN/review.html``); return its path."""
+    view = load_run_view(run_dir, data_dir, glossary_path)
+    path = Path(out) if out is not None else Path(run_dir) / REVIEW_FILE
+    write_atomic(path, render_review(view))
+    return path
+
+
+# --- post-edits and HTER -----------------------------------------------------------------
+
+
+def read_postedits(run_dir: str | Path) -> list[PostEdit]:
+    """The post-edits stored in a run (none if it has no ``postedits.jsonl``)."""
+    path = Path(run_dir) / POSTEDITS_FILE
+    if not path.exists():
+        return []
+    postedits = []
+    for line_no, record in enumerate(read_jsonl(path), start=1):
+        try:
+            postedits.append(
+                PostEdit(
+                    doc_id=str(record["doc_id"]),
+                    seg_ids=tuple(str(s) for s in record["seg_ids"]),
+                    machine=str(record["machine"]),
+                    post_edit=str(record["post_edit"]),
+                    origin=str(record.get("origin", "")),
+                )
+            )
+        except (KeyError, TypeError) as err:
+            raise InputError(f"malformed post-edit ({err})", path, line_no) from None
+    return postedits
+
+
+def save_postedits(run_dir: str | Path, new: Sequence[PostEdit]) -> dict[str, Any]:
+    """Merge ``new`` into the run's post-edits, then score them all; return the HTER.
+
+    A new post-edit replaces every stored one that shares a segment with it, so a
+    reviewer can send a document back twice, or move from the TSV to XLIFF, and each
+    segment keeps only its latest correction. Written atomically, in corpus order.
+    """
+    run_dir = Path(run_dir)
+    order = {str(r["seg_id"]): k for k, r in enumerate(read_translations(run_dir))}
+    taken = {seg_id for pe in new for seg_id in pe.seg_ids}
+    kept = [pe for pe in read_postedits(run_dir) if not taken & set(pe.seg_ids)]
+    merged = sorted([*kept, *new], key=lambda pe: min(order.get(s, -1) for s in pe.seg_ids))
+    write_atomic(
+        run_dir / POSTEDITS_FILE, "".join(dumps_line(pe.to_json()) + "\n" for pe in merged)
+    )
+    return score_postedits(run_dir)
+
+
+def hter_scores(postedits: Sequence[PostEdit]) -> dict[str, Any]:
+    """HTER of each post-edit, per document and over all of them, with its signature."""
+    from sacrebleu.metrics import TER
+
+    metric = TER(case_sensitive=True)
+    machine = [pe.machine for pe in postedits]
+    edited = [pe.post_edit for pe in postedits]
+    corpus = metric.corpus_score(machine, [edited])
+    signature = metric.get_signature().format()
+    documents: dict[str, Any] = {}
+    for doc_id in dict.fromkeys(pe.doc_id for pe in postedits):
+        picked = [pe for pe in postedits if pe.doc_id == doc_id]
+        score = metric.corpus_score([p.machine for p in picked], [[p.post_edit for p in picked]])
+        documents[doc_id] = {"units": len(picked), "HTER": float(score.score)}
+    import sacrebleu
+
+    return {
+        "units": len(postedits),
+        "edited": sum(pe.machine != pe.post_edit for pe in postedits),
+        "corpus": {"score": float(corpus.score), "signature": signature},
+        "documents": documents,
+        "segments": [
+            {
+                "doc_id": pe.doc_id,
+                "seg_ids": list(pe.seg_ids),
+                "HTER": float(metric.sentence_score(pe.machine, [pe.post_edit]).score),
+            }
+            for pe in postedits
+        ],
+        "signature": {
+            "forumtranslate": __version__,
+            "sacrebleu": str(sacrebleu.__version__),
+            "segments": "machine output (as it was when post-edited) against its post-edit",
+        },
+    }
+
+
+def score_postedits(run_dir: str | Path) -> dict[str, Any]:
+    """HTER of a run's stored post-edits; writes ``hter.json`` beside them."""
+    run_dir = Path(run_dir)
+    postedits = read_postedits(run_dir)
+    if not postedits:
+        raise InputError(
+            f"no post-edits to score; import some (forumtranslate postedit import {run_dir} FILE)",
+            run_dir,
+        )
+    result = hter_scores(postedits)
+    write_atomic(run_dir / HTER_FILE, json.dumps(result, ensure_ascii=False, indent=1) + "\n")
+    return result
+
+
+# --- serving the page on loopback --------------------------------------------------------
+
+
+class ReviewServer(http.server.ThreadingHTTPServer):
+    """Serves one file, on 127.0.0.1 only: the review page, read afresh on each request."""
+
+    daemon_threads = True
+
+    def __init__(self, page: Path, port: int = DEFAULT_PORT):
+        self.page = Path(page)
+        try:
+            super().__init__(("127.0.0.1", port), _ReviewHandler)
+        except OSError as err:
+            raise ForumTranslateError(
+                f"cannot listen on 127.0.0.1:{port}: {err.strerror}; pick another --port "
+                "(0 picks a free one)"
+            ) from None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/{self.page.name}"
+
+
+class _ReviewHandler(http.server.BaseHTTPRequestHandler):
+    server: ReviewServer
+
+    def do_GET(self) -> None:
+        self._send(body=True)
+
+    def do_HEAD(self) -> None:
+        self._send(body=False)
+
+    def _send(self, body: bool) -> None:
+        host = self.headers.get("Host", "").rsplit(":", 1)[0]
+        if host not in ("127.0.0.1", "localhost"):  # refuse DNS-rebinding pages
+            self.send_error(403, "only http://127.0.0.1 serves this page")
+            return
+        if self.path.split("?", 1)[0] not in ("/", f"/{self.server.page.name}"):
+            self.send_error(404)
+            return
+        try:
+            data = self.server.page.read_bytes()
+        except OSError:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: the CLI prints the URL
+        return
+
+
+def serve_in_background(server: ReviewServer) -> threading.Thread:
+    """Run ``server`` on a daemon thread (for tests and embedding); stop with shutdown()."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return thread
+
+
+def _render_postedit(
+    pe: PostEdit,
+    hter: float | None,
+    entries: Sequence[GlossaryEntry],
+    bead_seg_ids: Sequence[str],
+) -> str:
+    """A reviewer's post-edit under the machine output; an accepted one takes a word."""
+    scope = f" of {', '.join(pe.seg_ids)}" if tuple(pe.seg_ids) != tuple(bead_seg_ids) else ""
+    if pe.post_edit == pe.machine:
+        return (
+            f'<div class="pe"><span class="label">post-edit{_e(scope)}: accepted as is</span></div>'
+        )
+    label = f"post-edit{scope}" + (f" · HTER {hter:.1f}" if hter is not None else "")
+    text = highlight(pe.post_edit, english_spans(pe.post_edit, entries))
+    return f'<div class="pe"><span class="label">{_e(label)}</span><p>{text}</p></div>'
