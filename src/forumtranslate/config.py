@@ -6,6 +6,7 @@ Unknown keys are errors, so a misspelt option cannot be silently ignored.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,11 @@ def load_run_config(path: str | Path = CONFIG_FILE) -> dict[str, Any]:
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
-        line = getattr(err, "lineno", None)
-        raise InputError(f"not valid TOML: {err}", path, line) from None
+        # Python 3.14 gives err.lineno; before, the line is only in the message
+        found = re.search(r"\(at line (\d+), column \d+\)$", str(err))
+        line = getattr(err, "lineno", None) or (int(found.group(1)) if found else None)
+        message = str(err)[: found.start()].strip() if found else str(err)
+        raise InputError(f"not valid TOML: {message}", path, line) from None
     except UnicodeDecodeError:
         raise InputError("not valid UTF-8", path) from None
     table = document.get("run", {})
@@ -48,5 +52,7 @@ def load_run_config(path: str | Path = CONFIG_FILE) -> dict[str, Any]:
         if key not in RUN_KEYS:
             raise InputError(f"unknown key run.{key} (known: {', '.join(sorted(RUN_KEYS))})", path)
         if not isinstance(value, RUN_KEYS[key]) or isinstance(value, bool):
-            raise InputError(f"run.{key} must be a {RUN_KEYS[key].__name__}", path)
+            wanted = RUN_KEYS[key]
+            kind = {int: "an integer", str: "a string"}.get(wanted, f"a {wanted.__name__}")
+            raise InputError(f"run.{key} must be {kind}", path)
     return table

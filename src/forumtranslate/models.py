@@ -137,6 +137,12 @@ def _folder_hash(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _first_line(err: Exception) -> str:
+    """A library's error as one line: its type and the first line of its message."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else 'no details'}"
+
+
 def pick_device(device: str) -> str:
     import torch
 
@@ -160,7 +166,10 @@ def load_model(
     from transformers.utils import logging as hf_logging
 
     folder, resolved_revision = resolve_model_folder(name, revision)
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    except Exception as err:  # a broken config.json: transformers raises OSError or ValueError
+        raise ModelNotAvailableError(f"cannot read config.json: {_first_line(err)}", name) from None
     family = SUPPORTED_TYPES.get(config.model_type)
     if family is None:
         raise ModelNotAvailableError(
@@ -180,8 +189,8 @@ def load_model(
         model = AutoModelForSeq2SeqLM.from_pretrained(
             folder, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype[dtype]
         )
-    except (OSError, ValueError) as err:
-        raise ModelNotAvailableError(f"cannot load the model: {err}", name) from None
+    except Exception as err:  # a broken tokenizer or weights file; the kinds vary by library
+        raise ModelNotAvailableError(f"cannot load the model: {_first_line(err)}", name) from None
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:

@@ -11,33 +11,80 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from forumtranslate.corpus import read_text
 from forumtranslate.errors import ForumTranslateError, InputError
 
+TEMP_SUFFIX = ".tmp"  # ".<name>.<random>.tmp": what a crash mid-write can leave behind
+
+
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; once written, it replaces ``path``.
+
+    The file is fsynced before the rename and the folder after it, so a reader (or a run
+    started after a crash) sees the old file or the new one, never half of one. On any
+    error the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        raise ForumTranslateError(
+            f"cannot write here: {err.strerror or err}", path.parent
+        ) from None
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary, readable files
+        _fsync(tmp)
+        os.replace(tmp, path)
+        _fsync_folder(path.parent)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ForumTranslateError(f"cannot write: {err.strerror or err}", path) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
 
 def write_atomic(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` in one step."""
-    path = Path(path)
+    with replacing(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+
+
+def remove_stale_temporaries(folder: str | Path) -> None:
+    """Delete the temporary files that a crash in ``replacing`` left in ``folder``."""
+    for stale in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDWR)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as err:
-        raise ForumTranslateError(f"cannot write here: {err.strerror}", path.parent) from None
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; not every platform can open a folder."""
     try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary, readable files
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise ForumTranslateError(f"cannot write: {err.strerror}", path) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -76,9 +123,14 @@ class Journal:
         self.path = Path(path)
 
     def load(self) -> dict[str, Any]:
-        if not self.path.exists():
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
             return {}
-        raw = self.path.read_bytes()
+        except OSError as err:
+            raise ForumTranslateError(
+                f"cannot read the run journal: {err.strerror or err}", self.path
+            ) from None
         units: dict[str, Any] = {}
         good_bytes = 0
         for line in raw.splitlines(keepends=True):
@@ -88,10 +140,15 @@ class Journal:
             units[entry["unit"]] = entry["data"]
             good_bytes += len(line)
         if good_bytes != len(raw):
-            with self.path.open("r+b") as handle:
-                handle.truncate(good_bytes)
-                handle.flush()
-                os.fsync(handle.fileno())
+            try:
+                with self.path.open("r+b") as handle:
+                    handle.truncate(good_bytes)
+                    os.fsync(handle.fileno())
+            except OSError as err:
+                raise ForumTranslateError(
+                    f"cannot cut a torn line off the run journal: {err.strerror or err}",
+                    self.path,
+                ) from None
         return units
 
     @staticmethod
@@ -103,7 +160,7 @@ class Journal:
             payload = dumps_line(entry["data"])
         except (ValueError, KeyError, TypeError):
             return None
-        if not isinstance(entry, dict) or entry.get("sha256") != _checksum(payload):
+        if not isinstance(entry.get("unit"), str) or entry.get("sha256") != _checksum(payload):
             return None
         return entry
 
@@ -117,7 +174,7 @@ class Journal:
                 os.fsync(handle.fileno())
         except OSError as err:
             raise ForumTranslateError(
-                f"cannot append to the run journal: {err.strerror}; finished batches are "
+                f"cannot append to the run journal: {err.strerror or err}; finished batches are "
                 "kept, run the same command again to resume",
                 self.path,
             ) from None
