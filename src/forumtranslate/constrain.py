@@ -180,6 +180,7 @@ class SearchOptions:
     banned_ids: tuple[int, ...] = ()  # never generated (padding)
     length_penalty: float = 1.0
     eos_at_limit: bool = False  # the model's generation config forces EOS at the length limit
+    exact_length: bool = False  # benchmarks: EOS banned until the length limit ends a hypothesis
 
 
 @dataclass
@@ -324,6 +325,8 @@ def _mask_logprobs(
                 if ends_prefix and sequence[-1] not in progress:
                     logprobs[flat, sequence[-1]] = NEG_INF
             if remaining - 1 >= tracker.base_needed(state):
+                if options.exact_length:
+                    logprobs[flat, options.eos_id] = NEG_INF
                 if state.just_completed and word_continuation is not None:
                     glue_rows.append(flat)
                 continue

@@ -40,6 +40,7 @@ class DecodingOptions:
     length_extra: int = 10
     length_penalty: float = 1.0
     max_input_tokens: int | None = None  # default: what the model accepts
+    exact_length: bool = False  # benchmarks only: every sentence runs to its length limit
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -263,6 +264,7 @@ class TransformersTranslator(Translator):
             banned_ids=(config.pad_token_id,),
             length_penalty=options.length_penalty,
             eos_at_limit=getattr(model.generation_config, "forced_eos_token_id", None) is not None,
+            exact_length=options.exact_length,
         )
         with torch.inference_mode():
             stepper = DecoderStepper(model, encoded, options.beam_size, loaded.device)

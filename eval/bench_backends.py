@@ -1,0 +1,573 @@
+"""Measure the transformers and CTranslate2 backends on the same sentences, and what the
+pipeline around the engine costs.
+
+One command measures, for each model shape (random weights, built here: the real models
+cannot be downloaded), the whole forum corpus translated by
+
+* transformers in PyTorch (float32) and CTranslate2 in float32 and int8 (on a GPU: float16
+  and int8_float16 too), with greedy search and beam 4;
+* with ``--terms off`` and ``--terms hard``: the constrained-decoding cost of each backend;
+* the agreement of CTranslate2 float32 with transformers on the same model (a check of
+  the conversion): the share of sentences with identical output;
+* the whole ``forumtranslate.run.run`` (segment, translate, align, score, write the run
+  folder) against the bare ``translator.translate`` of the same sentences.
+
+Random weights stop anywhere, so every system generates exactly the same number of tokens
+per sentence (``DecodingOptions.exact_length``: EOS is banned until the length limit,
+``--length-ratio`` × source tokens + ``--length-extra``). Each engine runs in its own child
+process, so its peak resident memory is its own; the parent builds nothing big.
+
+    python eval/bench_backends.py --wait-load 1.5 --repeat 2 --json eval/out/bench_backends.json
+    python eval/bench_backends.py --device cuda --json eval/out/bench_backends_cuda.json
+    python eval/bench_backends.py --shapes opus-mt --sentences 64   # a quick look
+
+On a shared machine, ``--wait-load 1.5`` waits before every timing (up to ``--wait-max``
+seconds) until the 1-minute load average is below 1.5, and ``--repeat 2`` keeps the best of
+two timings (for ``--repeat-shapes``); the load averages around every timing are saved, and
+the table shows the one before the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+FAMILY = {"opus-mt": "marian", "nllb-600m": "nllb", "tiny": "marian"}
+# Targets from issue 7, as ratios from one run.
+TARGET_SPEEDUP = {"opus-mt": 4.0, "nllb-600m": 3.0}  # CT2 int8 / transformers fp32, beam 4
+TARGET_HARD_COST = 1.3  # hard / off time, each backend
+TARGET_RUN_OVERHEAD = 1.15  # whole run / bare engine
+SYSTEMS_GPU = ["float32", "float16", "int8_float16"]  # CTranslate2 compute types on a GPU
+
+
+# -- shared helpers -------------------------------------------------------------------------
+
+
+def corpus(sentences: int) -> tuple[list[str], list[list[Any]]]:
+    """The corpus sentences and their glossary terms, as ``forumtranslate run`` sees them."""
+    from forumtranslate.glossary import load_glossary
+    from forumtranslate.run import prepare_sources
+
+    sources = prepare_sources(REPO / "data", load_glossary(REPO / "glossary" / "terms.tsv"))
+    if sentences and sentences < len(sources):  # spread the sample over the corpus
+        step = len(sources) / sentences
+        sources = [sources[int(i * step)] for i in range(sentences)]
+    return [s.segment.text for s in sources], [list(s.terms) for s in sources]
+
+
+def rss_mib() -> float:
+    """Resident memory now, MiB."""
+    with open("/proc/self/statm") as handle:
+        pages = int(handle.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine(device: str) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if "model name" in line]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cpu_cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "device": device,
+    }
+    versions = {}
+    for name in ("torch", "transformers", "ctranslate2"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = None
+    info["versions"] = versions
+    if device.startswith("cuda"):
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return info
+
+
+# -- child processes --------------------------------------------------------------------------
+
+
+def child(task: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Run ``task`` in a fresh Python; its result comes back through a JSON file."""
+    out = Path(tempfile.mkstemp(suffix=".json", dir=work)[1])
+    env = {**os.environ, "HF_HOME": str(work / "hf-home"), "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, __file__, "--worker", task, json.dumps(spec), str(out)]
+    completed = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if completed.returncode != 0:
+        sys.stderr.write(completed.stdout.decode(errors="replace")[-4000:])
+        raise SystemExit(f"{task} failed for {spec.get('system', spec.get('shape'))}")
+    result = json.loads(out.read_text())
+    out.unlink()
+    return result
+
+
+def worker_build(spec: dict[str, Any]) -> dict[str, Any]:
+    from forumtranslate.tiny import TinyModelSpec, build_tiny_model
+
+    folder = Path(spec["folder"])
+    if not (folder / "config.json").is_file():
+        build_tiny_model(folder, TinyModelSpec(spec["family"], shape=spec["shape"]), REPO / "data")
+    return {"folder": str(folder)}
+
+
+def worker_convert(spec: dict[str, Any]) -> dict[str, Any]:
+    from forumtranslate.ct2 import load_ct2_model
+
+    start = time.perf_counter()
+    model = load_ct2_model(spec["folder"], device=spec["device"], compute_type=spec["compute"])
+    return {"converted": str(model.converted), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def make_translator(spec: dict[str, Any], options: Any) -> Any:
+    """The system ``spec`` names, with a counter of the target tokens it generates."""
+    if spec["engine"] == "transformers":
+        from forumtranslate.models import load_model
+        from forumtranslate.translate import TransformersTranslator
+
+        if "loaded" not in spec:
+            spec["loaded"] = load_model(spec["folder"], device=spec["device"], dtype="float32")
+        translator = TransformersTranslator(spec["loaded"], options)
+        first = spec["loaded"].forced_first_id is not None
+        decode = translator._decode
+
+        def counted(texts: list[str], terms: Any) -> list[list[int]]:
+            ids = decode(texts, terms)
+            translator.generated += sum(len(i) - first for i in ids)
+            return ids
+
+    else:
+        from forumtranslate.ct2 import CT2Translator, load_ct2_model
+
+        if "loaded" not in spec:
+            spec["loaded"] = load_ct2_model(
+                spec["folder"],
+                device=spec["device"],
+                compute_type=spec["compute"],
+                inter_threads=spec["inter_threads"],
+                intra_threads=spec["intra_threads"],
+            )
+        translator = CT2Translator(spec["loaded"], options)
+        decode = translator._decode
+
+        def counted(texts: list[str], terms: Any) -> list[Any]:
+            hypotheses = decode(texts, terms)
+            translator.generated += sum(len(h.tokens) for h in hypotheses)
+            return hypotheses
+
+    translator.generated = 0
+    translator._decode = counted
+    return translator
+
+
+def decoding(spec: dict[str, Any], beam: int, terms: str) -> Any:
+    from forumtranslate.translate import DecodingOptions
+
+    return DecodingOptions(
+        beam_size=beam,
+        terms=terms,
+        exact_length=True,
+        length_ratio=spec["length_ratio"],
+        length_extra=spec["length_extra"],
+    )
+
+
+def setup_threads(spec: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_num_threads(spec["torch_threads"])
+
+
+def quiet(spec: dict[str, Any]) -> float:
+    """Wait (up to ``wait_max`` s) for the 1-minute load average to fall below ``wait_load``;
+    the seconds waited. Other people's jobs on a small shared machine swamp the figures."""
+    start = time.monotonic()
+    if spec.get("wait_load"):
+        while os.getloadavg()[0] >= spec["wait_load"]:
+            if time.monotonic() - start > spec["wait_max"]:
+                break
+            time.sleep(10)
+    return round(time.monotonic() - start, 1)
+
+
+def timed(spec: dict[str, Any], work: Any) -> tuple[float, Any, list]:
+    """The best of ``repeat`` timings of ``work()``, each after a quiet wait; its result
+    and, per timing, [seconds, seconds waited, load before, load after]."""
+    runs, result = [], None
+    for _ in range(spec["repeat"]):
+        waited = quiet(spec)
+        before = load_average()
+        start = time.perf_counter()
+        result = work()
+        runs.append([round(time.perf_counter() - start, 3), waited, before, load_average()])
+    return min(r[0] for r in runs), result, runs
+
+
+def worker_measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """One system: load it, then every (beam, terms) cell on the same sentences."""
+    from forumtranslate.glossary import check_terms
+
+    setup_threads(spec)
+    texts, terms = corpus(spec["sentences"])
+    baseline = rss_mib()
+    start = time.perf_counter()
+    make_translator(spec, decoding(spec, 1, "off")).translate(texts[:2], terms[:2])  # warm-up
+    load_seconds = time.perf_counter() - start
+    cells = []
+    for beam, mode in spec["cells"]:
+        translator = make_translator(spec, decoding(spec, beam, mode))
+
+        def work(translator: Any = translator) -> list[str]:
+            translator.generated = 0
+            return translator.translate(texts, terms)
+
+        seconds, outputs, runs = timed(spec, work)
+        found = [ok for text, t in zip(outputs, terms) for ok in check_terms(text, t)]
+        cells.append(
+            {
+                "beam": beam,
+                "terms": mode,
+                "seconds": round(seconds, 3),
+                "sentences_per_s": round(len(texts) / seconds, 3),
+                "target_tokens": translator.generated,
+                "target_tokens_per_s": round(translator.generated / seconds, 1),
+                "term_accuracy": round(sum(found) / max(1, len(found)), 4),
+                "runs": runs,
+                "load_average": [runs[0][2], runs[-1][3]],
+                "outputs": outputs if mode == "off" else None,
+            }
+        )
+    return {
+        "rss_after_imports_mib": round(baseline, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "load_and_warmup_seconds": round(load_seconds, 2),
+        "gpu_peak_mib": gpu_peak(spec),
+        "cells": cells,
+    }
+
+
+def gpu_peak(spec: dict[str, Any]) -> float | None:
+    if not spec["device"].startswith("cuda") or spec["engine"] != "transformers":
+        return None  # CTranslate2 does not report its GPU memory
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+def worker_overhead(spec: dict[str, Any]) -> dict[str, Any]:
+    """The whole run against the bare engine, same translator, same sentences."""
+    from forumtranslate.run import RunConfig, run
+
+    setup_threads(spec)
+    texts, terms = corpus(0)
+    translator = make_translator(spec, decoding(spec, spec["beam"], "hard"))
+    translator.translate(texts[:2], terms[:2])  # warm-up
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = iter(range(100))
+
+        def whole_run() -> None:
+            config = RunConfig(
+                out_dir=Path(tmp) / f"run-{next(folders)}",
+                data_dir=REPO / "data",
+                glossary_path=REPO / "glossary" / "terms.tsv",
+                model=spec["folder"],
+                decoding=translator.options,
+            )
+            run(config, translator=translator, progress=lambda *_: None)
+
+        bare_seconds, _, bare_runs = timed(spec, lambda: translator.translate(texts, terms))
+        run_seconds, _, run_runs = timed(spec, whole_run)
+    return {
+        "system": spec["system"],
+        "beam": spec["beam"],
+        "terms": "hard",
+        "sentences": len(texts),
+        "bare_seconds": bare_seconds,
+        "run_seconds": run_seconds,
+        "run_over_bare": round(run_seconds / bare_seconds, 3),
+        "runs": {"bare": bare_runs, "run": run_runs},
+    }
+
+
+def worker_calibrate(spec: dict[str, Any]) -> dict[str, Any]:
+    """CTranslate2 int8, beam 4, on a sample: seconds for each (inter, intra) layout."""
+    texts, terms = corpus(spec["calibration_sentences"])
+    seconds = {}
+    for inter, intra in spec["layouts"]:
+        system = {**spec, "engine": "ct2", "inter_threads": inter, "intra_threads": intra}
+        translator = make_translator(system, decoding(spec, 4, "off"))
+        translator.translate(texts[:2], terms[:2])  # warm-up
+        quiet(spec)
+        start = time.perf_counter()
+        translator.translate(texts, terms)
+        seconds[f"{inter}x{intra}"] = round(time.perf_counter() - start, 2)
+    return {"seconds": seconds, "load_average": load_average()}
+
+
+WORKERS = {
+    "build": worker_build,
+    "calibrate": worker_calibrate,
+    "convert": worker_convert,
+    "measure": worker_measure,
+    "overhead": worker_overhead,
+}
+
+
+# -- the parent ---------------------------------------------------------------------------
+
+
+def systems_for(device: str, threads: tuple[int, int]) -> list[dict]:
+    """The engines to compare; on a CPU every engine has all its cores."""
+    inter, intra = threads
+    ct2 = {"engine": "ct2", "inter_threads": inter, "intra_threads": intra}
+    systems = [{"system": "transformers float32", "engine": "transformers", "hard": True}]
+    computes = ["float32", "int8"] if device == "cpu" else SYSTEMS_GPU
+    # Terms hard for transformers and CTranslate2's default type; float32 checks agreement.
+    default = "int8" if device == "cpu" else "float16"
+    systems += [{"system": f"ct2 {c}", "compute": c, "hard": c == default, **ct2} for c in computes]
+    return systems
+
+
+def wait_for_quiet(threshold: float, limit: float) -> None:
+    start = time.monotonic()
+    while os.getloadavg()[0] >= threshold and time.monotonic() - start < limit:
+        print(f"  load average {load_average()}: waiting for < {threshold}", flush=True)
+        time.sleep(30)
+    print(f"load average {load_average()} after {time.monotonic() - start:.0f} s of waiting")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
+    parser.add_argument("--shapes", default="opus-mt,nllb-600m")
+    parser.add_argument("--sentences", type=int, default=0, help="0: the whole corpus")
+    parser.add_argument("--beams", default="1,4")
+    parser.add_argument("--hard-beams", default="4", help="beams also measured with terms")
+    parser.add_argument("--length-ratio", type=float, default=1.0)
+    parser.add_argument("--length-extra", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
+    parser.add_argument(
+        "--ct2-threads",
+        default=None,
+        help="INTER,INTRA; default on a CPU: the faster of cores×1 and 1×cores on a sample",
+    )
+    parser.add_argument("--calibration-sentences", type=int, default=24)
+    parser.add_argument(
+        "--overhead-shapes", default="opus-mt", help="shapes whose whole run is timed too"
+    )
+    parser.add_argument("--work", type=Path, default=None, help="keep models here (reused)")
+    parser.add_argument("--no-run-overhead", action="store_true")
+    parser.add_argument(
+        "--wait-load", type=float, default=0.0, help="before each timing, wait for a quiet CPU"
+    )
+    parser.add_argument("--wait-max", type=float, default=900.0, help="seconds, per wait")
+    parser.add_argument("--repeat", type=int, default=1, help="timings per cell; the best")
+    parser.add_argument(
+        "--repeat-shapes", default="opus-mt", help="shapes timed --repeat times (others once)"
+    )
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        task, spec, out = args.worker
+        Path(out).write_text(json.dumps(WORKERS[task](json.loads(spec))), encoding="utf-8")
+        return
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-backends-"))
+    work.mkdir(parents=True, exist_ok=True)
+    threads = tuple(int(x) for x in args.ct2_threads.split(",")) if args.ct2_threads else None
+    beams = [int(b) for b in args.beams.split(",")]
+    hard_beams = [int(b) for b in args.hard_beams.split(",") if int(b) in beams]
+    cells = [(b, "off") for b in beams] + [(b, "hard") for b in hard_beams]
+    info = machine(args.device)
+    print(f"machine: {info['cpu']} ({info['cpu_cores']} cores, {info['memory_gib']} GiB)", end="")
+    print(f", device {args.device}{' ' + str(info.get('gpu')) if info.get('gpu') else ''}")
+    print(f"versions: {info['versions']}")
+    common = {
+        "device": args.device,
+        "sentences": args.sentences,
+        "length_ratio": args.length_ratio,
+        "length_extra": args.length_extra,
+        "torch_threads": args.threads,
+        "wait_load": args.wait_load,
+        "wait_max": args.wait_max,
+    }
+    report: dict[str, Any] = {"machine": info, "settings": {**common, "cells": cells}}
+    report["shapes"] = {}
+    for shape in args.shapes.split(","):
+        family = FAMILY[shape]
+        folder = str(work / f"{shape}-{family}")
+        repeat = args.repeat if shape in args.repeat_shapes.split(",") else 1
+        print(f"\n== {shape} ({family}): building and converting the model", flush=True)
+        child("build", {"shape": shape, "family": family, "folder": folder}, work)
+        for compute in ("float32", "int8") if args.device == "cpu" else SYSTEMS_GPU:
+            child("convert", {"folder": folder, "device": args.device, "compute": compute}, work)
+        if args.wait_load:
+            wait_for_quiet(args.wait_load, args.wait_max)
+        layout, calibration = threads, None
+        if layout is None and args.device == "cpu":
+            cores = os.cpu_count() or 1
+            spec = {
+                **common,
+                "folder": folder,
+                "compute": "int8",
+                "layouts": [(cores, 1), (1, cores)],
+                "calibration_sentences": args.calibration_sentences,
+            }
+            print("   choosing CTranslate2's thread layout ...", flush=True)
+            calibration = child("calibrate", spec, work)
+            best = min(calibration["seconds"], key=calibration["seconds"].get)
+            layout = tuple(int(x) for x in best.split("x"))
+            print(f"   inter×intra threads, seconds: {calibration['seconds']}: {best}")
+        systems = systems_for(args.device, layout or (1, 1))
+        results = {}
+        for system in systems:
+            own = [c for c in cells if c[1] == "off" or system.get("hard")]
+            spec = {**common, **system, "folder": folder, "cells": own, "repeat": repeat}
+            print(f"   measuring {system['system']} ...", flush=True)
+            results[system["system"]] = child("measure", spec, work)
+        overhead = None
+        if not args.no_run_overhead and shape in args.overhead_shapes.split(","):
+            fastest = systems[-1] if args.device == "cpu" else systems[2]
+            spec = {**common, **fastest, "folder": folder, "beam": max(beams), "repeat": repeat}
+            print(f"   run overhead with {fastest['system']} ...", flush=True)
+            overhead = child("overhead", spec, work)
+        report["shapes"][shape] = summarise(shape, results, overhead)
+        report["shapes"][shape]["ct2_threads"] = {"inter×intra": layout, "calibration": calibration}
+        print_table(shape, report["shapes"][shape], args.device)
+    report["load_average_end"] = load_average()
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        print(f"\nwrote {args.json}")
+
+
+def summarise(shape: str, results: dict[str, Any], overhead: dict | None) -> dict[str, Any]:
+    """Rows per (system, beam, terms), ratios, agreement and the targets."""
+    base_name = "transformers float32"
+    base = {(c["beam"], c["terms"]): c for c in results[base_name]["cells"]}
+    rows = []
+    for name, result in results.items():
+        own = {(c["beam"], c["terms"]): c for c in result["cells"]}
+        for cell in result["cells"]:
+            key = (cell["beam"], cell["terms"])
+            row = {k: v for k, v in cell.items() if k != "outputs"}
+            row["system"] = name
+            row["speedup"] = round(base[key]["seconds"] / cell["seconds"], 2)
+            off = own.get((cell["beam"], "off"))
+            row["hard_over_off"] = (
+                round(cell["seconds"] / off["seconds"], 3) if cell["terms"] == "hard" else None
+            )
+            row["peak_rss_mib"] = result["peak_rss_mib"]
+            row["model_and_decoding_mib"] = round(
+                result["peak_rss_mib"] - result["rss_after_imports_mib"], 1
+            )
+            row["gpu_peak_mib"] = result["gpu_peak_mib"]
+            rows.append(row)
+    agreement = {}
+    if "ct2 float32" in results:
+        theirs = {(c["beam"], c["terms"]): c for c in results["ct2 float32"]["cells"]}
+        for key, cell in base.items():
+            if cell["outputs"] is not None and key in theirs:
+                pairs = list(zip(cell["outputs"], theirs[key]["outputs"]))
+                agreement[f"beam {key[0]}"] = round(sum(a == b for a, b in pairs) / len(pairs), 4)
+    targets = {}
+    int8 = next((r for r in rows if r["system"].startswith("ct2 int8") and r["beam"] == 4), None)
+    if int8 and shape in TARGET_SPEEDUP:
+        beam4_off = [r for r in rows if r["system"] == int8["system"] and r["beam"] == 4]
+        speedup = next(r["speedup"] for r in beam4_off if r["terms"] == "off")
+        targets["ct2_int8_speedup_beam4"] = {
+            "value": speedup,
+            "target": f">= {TARGET_SPEEDUP[shape]}",
+            "met": speedup >= TARGET_SPEEDUP[shape],
+        }
+    for row in rows:
+        if row["hard_over_off"] is not None and (
+            row["system"] == base_name or "int8" in row["system"]
+        ):
+            targets[f"hard_cost {row['system']} beam {row['beam']}"] = {
+                "value": row["hard_over_off"],
+                "target": f"<= {TARGET_HARD_COST}",
+                "met": row["hard_over_off"] <= TARGET_HARD_COST,
+            }
+    if overhead:
+        targets["run_overhead"] = {
+            "value": overhead["run_over_bare"],
+            "target": f"<= {TARGET_RUN_OVERHEAD}",
+            "met": overhead["run_over_bare"] <= TARGET_RUN_OVERHEAD,
+        }
+    sentences = len(results[base_name]["cells"][0]["outputs"] or []) or None
+    return {
+        "sentences": sentences,
+        "rows": rows,
+        "ct2_float32_equals_transformers": agreement,
+        "run_overhead": overhead,
+        "targets": targets,
+    }
+
+
+def print_table(shape: str, summary: dict[str, Any], device: str) -> None:
+    threads = summary.get("ct2_threads", {}).get("inter×intra")
+    layout = f"; CTranslate2 threads inter×intra {threads[0]}×{threads[1]}" if threads else ""
+    print(f"\n{shape}: {summary['sentences']} sentences on {device}{layout}")
+    header = (
+        f"{'system':22} {'beam':>4} {'terms':>5} {'sent/s':>8} {'tok/s':>8} {'seconds':>8} "
+        f"{'vs fp32':>7} {'hard/off':>8} {'peak RSS':>9} {'model':>7} {'terms ok':>8} {'load':>5}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in summary["rows"]:
+        hard = f"{row['hard_over_off']:.2f}" if row["hard_over_off"] is not None else ""
+        print(
+            f"{row['system']:22} {row['beam']:>4} {row['terms']:>5} "
+            f"{row['sentences_per_s']:>8.2f} {row['target_tokens_per_s']:>8.1f} "
+            f"{row['seconds']:>8.1f} {row['speedup']:>6.2f}x {hard:>8} "
+            f"{row['peak_rss_mib']:>6.0f}MiB {row['model_and_decoding_mib']:>4.0f}MiB "
+            f"{row['term_accuracy']:>8.1%} {row['load_average'][0][0]:>5.2f}"
+        )
+    if summary["ct2_float32_equals_transformers"]:
+        agreement = ", ".join(
+            f"{k}: {v:.1%}" for k, v in summary["ct2_float32_equals_transformers"].items()
+        )
+        print(f"ct2 float32 output identical to transformers float32: {agreement} of sentences")
+    overhead = summary["run_overhead"]
+    if overhead:
+        print(
+            f"whole run / bare engine ({overhead['system']}, beam {overhead['beam']}, terms "
+            f"hard, {overhead['sentences']} sentences): {overhead['run_seconds']:.1f} s / "
+            f"{overhead['bare_seconds']:.1f} s = {overhead['run_over_bare']:.3f}"
+        )
+        every = [run[0] for run in overhead["runs"]["run"]]
+        print(f"  (the best of {len(every)}; every whole run, seconds: {every})")
+    for name, target in summary["targets"].items():
+        verdict = "met" if target["met"] else "NOT met"
+        print(f"target {name}: {target['value']} (want {target['target']}) {verdict}")
+
+
+if __name__ == "__main__":
+    main()

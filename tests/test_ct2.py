@@ -1,0 +1,303 @@
+"""The CTranslate2 backend: conversion and its cache, agreement with transformers, the
+glossary guarantee, and the run folder end to end (the same checks as the transformers
+backend's, on the same tiny models)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from forumtranslate import ct2 as backend
+from forumtranslate.cli import main
+from forumtranslate.errors import ForumTranslateError
+from forumtranslate.glossary import check_terms, contains_form, load_glossary
+from forumtranslate.records import TermMatch
+from forumtranslate.run import JOURNAL_FILE, RunConfig, make_translator, run
+from forumtranslate.segment import segment_text
+from forumtranslate.translate import DecodingOptions, TransformersTranslator
+
+from .conftest import DATA, GLOSSARY
+from .test_run import OUTPUTS, CrashAfter, read_records
+
+# Sentences with several terms, repeated terms, source variants and nested terms.
+CASE_SEGMENTS = (
+    "opening-tsutsui-010",
+    "opening-tsutsui-014",
+    "panel-4-036",
+    "panel-1-026",
+    "opening-akazawa-009",
+    "panel-4-023",
+)
+
+
+@pytest.fixture(scope="module")
+def ct2_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Converted models go to a temporary HF_HOME, shared by this module's tests."""
+    home = tmp_path_factory.mktemp("hf-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(scope="module")
+def ct2_models(ct2_home: Path, tiny_marian: Path, tiny_nllb: Path) -> dict:
+    return {
+        family: backend.load_ct2_model(
+            str(folder), device="cpu", compute_type="float32", intra_threads=1
+        )
+        for family, folder in (("marian", tiny_marian), ("nllb", tiny_nllb))
+    }
+
+
+def corpus_sentences(doc_id: str, count: int) -> list[str]:
+    text = (DATA / "ja" / f"{doc_id}.txt").read_text(encoding="utf-8")
+    return [s.text for s in segment_text(text, doc_id)][:count]
+
+
+def segment(seg_id: str) -> str:
+    doc_id = seg_id.rsplit("-", 1)[0]
+    text = (DATA / "ja" / f"{doc_id}.txt").read_text(encoding="utf-8")
+    [found] = [s.text for s in segment_text(text, doc_id) if s.seg_id == seg_id]
+    return found
+
+
+@pytest.fixture(scope="module")
+def term_cases() -> list[tuple[str, list[TermMatch]]]:
+    """The hard cases above, then every sentence with terms of two documents."""
+    glossary = load_glossary(GLOSSARY)
+    sentences = [segment(seg_id) for seg_id in CASE_SEGMENTS]
+    sentences.append(segment("panel-4-023") + segment("panel-1-026"))  # nested terms
+    sentences += corpus_sentences("opening-akazawa", 40) + corpus_sentences("panel-3", 40)
+    cases = [(s, glossary.find_terms(s)) for s in sentences]
+    return [(s, terms) for s, terms in cases if terms]
+
+
+# -- conversion ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_conversion_is_cached_by_model_revision_and_quantisation(
+    ct2_models: dict, ct2_home: Path, family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = ct2_models[family]
+    assert model.converted.parent == ct2_home / backend.CACHE_FOLDER
+    assert (model.converted / "model.bin").is_file()
+    meta = json.loads((model.converted / backend.META_FILE).read_text())
+    assert meta["revision"] == model.revision and meta["quantization"] == "float32"
+    assert not list(model.converted.parent.glob(".converting-*"))  # no half-written folder
+
+    def no_converter(*args: object) -> None:
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(backend, "_run_converter", no_converter)
+    again = backend.load_ct2_model(str(model.folder), device="cpu", compute_type="float32")
+    assert again.converted == model.converted
+    assert backend.converted_folder(model.name, model.revision, "int8") != model.converted
+    assert backend.converted_folder(model.name, "other", "float32") != model.converted
+
+
+def test_default_compute_type_is_int8_on_cpu_and_unknown_ones_are_refused() -> None:
+    assert backend.resolve_compute_type("default", "cpu") == "int8"
+    with pytest.raises(ForumTranslateError, match="unknown compute type"):
+        backend.resolve_compute_type("int3", "cpu")
+
+
+# -- agreement with transformers ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_float32_greedy_gives_the_transformers_tokens(
+    ct2_models: dict, loaded_models: dict, family: str
+) -> None:
+    """The conversion is faithful: same model, same greedy search, same output."""
+    options = DecodingOptions(beam_size=1, terms="off")
+    sources = corpus_sentences("panel-1", 6)
+    ours = backend.CT2Translator(ct2_models[family], options).translate(sources)
+    reference = TransformersTranslator(loaded_models[family], options).translate(sources)
+    assert ours == reference
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_exact_length_gives_every_sentence_its_limit_in_both_backends(
+    ct2_models: dict, loaded_models: dict, family: str
+) -> None:
+    """The benchmarks' equal-work option: EOS is banned until the length limit."""
+    options = DecodingOptions(beam_size=2, terms="off", exact_length=True)
+    translator = backend.CT2Translator(ct2_models[family], options)
+    reference = TransformersTranslator(loaded_models[family], options)
+    sources = corpus_sentences("opening-onoda", 4)
+    hypotheses = translator._decode(sources, [[] for _ in sources])
+    first = loaded_models[family].forced_first_id is not None  # NLLB's language token
+    ids = reference._decode(sources, [[] for _ in sources])
+    for source, hypothesis, theirs in zip(sources, hypotheses, ids):
+        n = translator.count_tokens([source])[0]
+        expected = 2 * n + 10 - ct2_models[family].eos_at_limit  # a forced EOS is not a token
+        assert len(hypothesis.tokens) == len(theirs) - first == expected
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_greedy_batching_changes_nothing(ct2_models: dict, family: str) -> None:
+    translator = backend.CT2Translator(ct2_models[family], DecodingOptions(beam_size=1))
+    glossary = load_glossary(GLOSSARY)
+    sources = corpus_sentences("opening-akazawa", 6)
+    terms = [glossary.find_terms(s) for s in sources]
+    together = translator.translate_batch(sources, terms)
+    assert together == [translator.translate_batch([s], [t])[0] for s, t in zip(sources, terms)]
+
+
+# -- the glossary guarantee ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+@pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_hard_terms_give_full_term_accuracy(
+    ct2_models: dict, term_cases: list, family: str, beam: int
+) -> None:
+    translator = backend.CT2Translator(
+        ct2_models[family], DecodingOptions(beam_size=beam, terms="hard")
+    )
+    sources = [sentence for sentence, _ in term_cases]
+    terms = [found for _, found in term_cases]
+    assert sum(len(t) for t in terms) > 60
+    for text, found in zip(translator.translate(sources, terms), terms):
+        missing = [t.target for t, ok in zip(found, check_terms(text, found)) if not ok]
+        assert not missing, f"{missing} not in {text!r}"
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_without_constraints_the_terms_are_missed(
+    ct2_models: dict, term_cases: list, family: str
+) -> None:
+    """The random-weight models never write a term by chance, so the test above can fail."""
+    translator = backend.CT2Translator(ct2_models[family], DecodingOptions(terms="off"))
+    sentence, terms = term_cases[0]
+    [text] = translator.translate([sentence], [terms])
+    assert not any(check_terms(text, terms))
+
+
+def english_piece(translator: backend.CT2Translator, sentence: str) -> backend._Piece:
+    ids = translator.model.tokenizer(sentence)["input_ids"]
+    source = translator.model.tokenizer.convert_ids_to_tokens(ids)
+    terms = tuple(load_glossary(GLOSSARY).find_terms(sentence))
+    return backend._Piece(sentence, source, terms, limit=100)
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_an_avoided_rendering_is_replaced_by_the_approved_term(
+    ct2_models: dict, family: str
+) -> None:
+    translator = backend.CT2Translator(ct2_models[family])
+    piece = english_piece(translator, "経済安全保障が重要だ。")
+    assert [t.target for t in piece.terms] == ["economic security"]
+    assert "economic safety" in piece.terms[0].avoid
+    tokens = list(translator.target_tokens("the economic safety matters"))
+    result = translator.enforce_terms(piece, tokens, attention=None)
+    assert result.text == "the economic security matters"
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_an_existing_term_is_kept_whole_when_another_goes_in(ct2_models: dict, family: str) -> None:
+    """A term the model wrote is never split by an insertion, wherever attention points."""
+    translator = backend.CT2Translator(ct2_models[family])
+    piece = english_piece(translator, "経済安全保障と戦略的自律性")
+    assert [t.entry_id for t in piece.terms] == ["economic-security", "strategic-autonomy"]
+    tokens = list(translator.target_tokens("we need economic security now"))
+    middle = tokens.index("▁security")
+    [autonomy] = sorted(translator._source_span(piece, piece.terms[1]))[-1:]
+    attention = [[0.0] * len(piece.source) for _ in tokens]
+    for row in attention:  # every target token looks at 戦略的自律性, "security" most
+        row[autonomy] = 1.0
+    attention[middle][autonomy] = 5.0
+    result = translator.enforce_terms(piece, tokens, attention)
+    assert all(check_terms(result.text, piece.terms)), result.text
+    assert "economic security" in result.text
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_a_term_outside_the_vocabulary_still_comes_out(ct2_models: dict, family: str) -> None:
+    """The last fallback adds the form as text when its tokens cannot spell it."""
+    translator = backend.CT2Translator(ct2_models[family])
+    piece = english_piece(translator, "経済安全保障が重要だ。")
+    odd = dataclasses.replace(piece.terms[0], target="ʘeconomic", allowed=("ʘeconomic",))
+    piece = dataclasses.replace(piece, terms=(odd,))
+    tokens = list(translator.target_tokens("it matters"))
+    result = translator.enforce_terms(piece, tokens, attention=None)
+    assert contains_form(result.text, "ʘeconomic") and all(check_terms(result.text, [odd]))
+
+
+# -- the run folder -----------------------------------------------------------------------
+
+
+def ct2_config(model: Path, data: Path, out: Path, **decoding: object) -> RunConfig:
+    options = {"beam_size": 2, "max_batch_tokens": 300, **decoding}
+    return RunConfig(
+        out_dir=out,
+        data_dir=data,
+        glossary_path=GLOSSARY,
+        model=str(model),
+        backend="ct2",
+        device="cpu",
+        compute_type="float32",
+        intra_threads=1,
+        decoding=DecodingOptions(**options),
+    )
+
+
+def test_run_with_ct2_writes_the_same_records_and_resumes(
+    ct2_home: Path, tiny_marian: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    whole = tmp_path / "whole" / "run"  # same folder name: the review page shows it
+    result = run(ct2_config(tiny_marian, small_corpus, whole))
+    for name in (*OUTPUTS, "translations.parquet"):
+        assert (whole / name).is_file(), name
+    records = read_records(whole)
+    assert result.sentences == len(records) == result.translated_now
+    terms = [t for r in records for t in r["terms"]]
+    assert len(terms) > 10 and all(t["found"] for t in terms)
+    assert json.loads((whole / "scores.json").read_text())["terminology"]["accuracy"] == 1.0
+    settings = json.loads((whole / "run.json").read_text())
+    assert settings["translator"]["backend"] == "ct2"
+    assert settings["translator"]["compute_type"] == "float32"
+
+    reference = tmp_path / "transformers"
+    transformers_config = dataclasses.replace(
+        ct2_config(tiny_marian, small_corpus, reference), backend="transformers"
+    )
+    run(transformers_config)
+    assert [sorted(r) for r in read_records(reference)] == [sorted(r) for r in records]
+    assert [r["source"] for r in read_records(reference)] == [r["source"] for r in records]
+
+    broken = tmp_path / "broken" / "run"
+    config = ct2_config(tiny_marian, small_corpus, broken)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, translator=CrashAfter(make_translator(config), batches=2))
+    assert len((broken / JOURNAL_FILE).read_text().splitlines()) == 2
+    resumed = run(config)
+    assert resumed.resumed > 0 and resumed.translated_now == resumed.sentences - resumed.resumed
+    for name in OUTPUTS:
+        assert (broken / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_cli_run_with_ct2(
+    ct2_home: Path, tiny_nllb: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cli-run"
+    args = ["run", "--model", str(tiny_nllb), "--data", str(small_corpus), "--out", str(out)]
+    options = ["--backend", "ct2", "--compute-type", "int8", "--beam", "1", "--device", "cpu"]
+    result = CliRunner().invoke(main, [*args, *options, "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "terminology accuracy" in result.output
+    settings = json.loads((out / "run.json").read_text())
+    assert settings["translator"]["compute_type"] == "int8"
+    records = read_records(out)
+    assert all(t["found"] for r in records for t in r["terms"])
+
+    result = CliRunner().invoke(main, [*args, "--backend", "ct2", "--compute-type", "int3"])
+    assert result.exit_code != 0 and "unknown compute type" in result.output
+    result = CliRunner().invoke(main, [*args, "--backend", "ct2", "--dtype", "float16"])
+    assert result.exit_code != 0 and "--compute-type" in result.output
