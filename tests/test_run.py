@@ -18,7 +18,7 @@ from forumtranslate.translate import DecodingOptions, Translator
 
 from .conftest import GLOSSARY
 
-OUTPUTS = ("run.json", "translations.jsonl", "alignment.jsonl", "scores.json")
+OUTPUTS = ("run.json", "translations.jsonl", "alignment.jsonl", "scores.json", "review.html")
 
 
 def config_for(model: Path, data: Path, out: Path, **decoding: Any) -> RunConfig:
@@ -98,10 +98,10 @@ def test_terms_off_records_what_the_model_does_alone(
 def test_crash_then_resume_ends_with_the_same_files(
     tiny_marian: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
-    whole = tmp_path / "whole"
+    whole = tmp_path / "whole" / "run"  # same folder name: the review page shows it
     run(config_for(tiny_marian, small_corpus, whole))
 
-    broken = tmp_path / "broken"
+    broken = tmp_path / "broken" / "run"
     config = config_for(tiny_marian, small_corpus, broken)
     crashing = CrashAfter(make_translator(config), batches=2)
     with pytest.raises(KeyboardInterrupt):

@@ -7,30 +7,53 @@ libraries (torch, transformers) are imported only inside the commands that need 
 
 from __future__ import annotations
 
+import errno
 import functools
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from forumtranslate import __version__
 from forumtranslate.errors import ForumTranslateError
 
+# OSErrors that come from the machine, not from a bug: a full disk, a read-only one.
+ENVIRONMENT_ERRNOS = {
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EIO")
+    if hasattr(errno, name)
+}
+
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's own errors into a one-line message and exit status 2."""
+    """Turn the library's own errors into a one-line message and exit status 2.
+
+    Also an OSError of the machine's making (disk full, read-only) that a library raised
+    before ours could name it: it is not a bug, so it gets a message, not a traceback.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except ForumTranslateError as err:
-            click.echo(f"forumtranslate: error: {err}", err=True)
-            sys.exit(2)
+            fail(str(err))
+        except OSError as err:
+            if err.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            fail(f"{err.filename}: {err.strerror}" if err.filename else str(err))
 
     return wrapper
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr, exit status 2: messages that quote a library keep to one line."""
+    one_line = re.sub(r"\s*\n\s*", " ", message.strip())
+    click.echo(f"forumtranslate: error: {one_line}", err=True)
+    sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,16 +93,28 @@ def segment(path: Path, lang: str | None) -> None:
     "--model", help="Hugging Face id or local folder (default Helsinki-NLP/opus-mt-ja-en)."
 )
 @click.option("--revision", help="Model revision (branch, tag or commit) on the Hub.")
-@click.option("--backend", type=click.Choice(["transformers"]), help="Inference engine.")
+@click.option(
+    "--backend",
+    type=click.Choice(["transformers", "ct2"]),
+    help="Inference engine (transformers); ct2: CTranslate2.",
+)
 @click.option("--terms", type=click.Choice(["hard", "off"]), help="Glossary constraints (hard).")
 @click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (4); 1 is greedy.")
 @click.option("--max-batch-tokens", type=click.IntRange(min=1), help="Padded tokens per batch.")
 @click.option("--device", help="cpu, cuda, cuda:N or auto (auto).")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), help="(float32)")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="CPU threads: torch's; ct2: per parallel batch."
+)
+@click.option(
+    "--compute-type", help="ct2: int8, int8_float16, float16, float32... (int8 CPU, float16 GPU)."
+)
+@click.option(
+    "--inter-threads", type=click.IntRange(min=1), help="ct2: batch parts decoded in parallel (1)."
+)
 @click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), help="(data)")
 @click.option(
-    "--glossary", "glossary_path", type=click.Path(path_type=Path), help="(glossary/terms.tsv)"
+    "--glossary", "glossary", type=click.Path(path_type=Path), help="(glossary/terms.tsv)"
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
 @click.option(
@@ -91,8 +126,40 @@ def segment(path: Path, lang: str | None) -> None:
     help="Project config file with a [run] table of defaults.",
 )
 @click.option("--no-score", is_flag=True, help="Translate only; skip alignment and scoring.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: in this process; ray: on a Ray cluster, same records (pip install -e '.[ray]').",
+)
+@click.option(
+    "--address", help="ray: cluster address (default: $RAY_ADDRESS, else start one here)."
+)
+@click.option("--actors", type=click.IntRange(min=1), help="ray: model-holding actors (1).")
+@click.option(
+    "--gpus-per-actor",
+    type=click.FloatRange(min=0),
+    help="ray: GPUs per actor (0; 0.5 shares one).",
+)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="ray: translate this instead of --data: a folder of .txt files, a .jsonl or .parquet "
+    "table, or a datasets folder (save_to_disk); no references, so no scores.",
+)
+@click.option(
+    "--input-format",
+    type=click.Choice(["auto", "data", "folder", "jsonl", "parquet", "hf"]),
+    default="auto",
+    show_default=True,
+    help="ray: what --input is.",
+)
+@click.option("--id-column", default="doc_id", show_default=True, help="ray: --input's id column.")
+@click.option("--text-column", default="text", show_default=True, help="ray: --input's text.")
 @user_errors
-def run(config_path: Path, no_score: bool, **options: Any) -> None:
+def run(config_path: Path, no_score: bool, engine: str, **options: Any) -> None:
     """Translate the corpus under the glossary, then align and score it.
 
     Reads data/manifest.tsv and data/ja/, writes a run folder (default runs/<model>-...):
@@ -100,13 +167,19 @@ def run(config_path: Path, no_score: bool, **options: Any) -> None:
     command resumes where it stopped.
     """
     from forumtranslate.config import load_run_config
-    from forumtranslate.run import RunConfig, default_out_dir
+    from forumtranslate.run import RunConfig, RunInterrupted, default_out_dir
     from forumtranslate.run import run as run_job
     from forumtranslate.translate import DecodingOptions
 
+    ray_options = {key: options.pop(key) for key in RAY_OPTIONS}
+    if engine == "local" and any(ray_options[key] is not None for key in RAY_ONLY):
+        raise click.UsageError(
+            "--address, --actors, --gpus-per-actor and --input need --engine ray"
+        )
     settings = load_run_config(config_path)
     settings.update({key: value for key, value in options.items() if value is not None})
-    if "threads" in settings:
+    backend = settings.get("backend", "transformers")
+    if "threads" in settings and backend == "transformers":
         import torch
 
         torch.set_num_threads(settings["threads"])
@@ -124,13 +197,25 @@ def run(config_path: Path, no_score: bool, **options: Any) -> None:
         glossary_path=Path(settings.get("glossary", "glossary/terms.tsv")),
         model=model,
         revision=settings.get("revision"),
-        backend=settings.get("backend", "transformers"),
+        backend=backend,
         device=settings.get("device", "auto"),
         dtype=settings.get("dtype", "float32"),
         decoding=decoding,
         align_and_score=not no_score,
+        compute_type=settings.get("compute_type", "default"),
+        inter_threads=settings.get("inter_threads", 1),
+        intra_threads=settings.get("threads", 0),
     )
-    result = run_job(config)
+    try:
+        if engine == "ray":
+            result = _run_on_ray(config, settings.get("threads"), **ray_options)
+        else:
+            result = run_job(config)
+    except KeyboardInterrupt:  # Ctrl-C outside a batch (loading, aligning, scoring)
+        raise RunInterrupted(
+            "interrupted; finished batches are saved, run the same command again to resume",
+            config.out_dir,
+        ) from None
     click.echo(
         f"{result.sentences} sentences ({result.translated_now} translated now, "
         f"{result.resumed} from an earlier start) → {result.out_dir}"
@@ -139,6 +224,43 @@ def run(config_path: Path, no_score: bool, **options: Any) -> None:
         from forumtranslate.score import format_scores
 
         click.echo(format_scores(result.scores, documents=False))
+
+
+RAY_ONLY = ("address", "actors", "gpus_per_actor", "input_path")
+RAY_OPTIONS = (*RAY_ONLY, "input_format", "id_column", "text_column")
+
+
+def _run_on_ray(
+    config: Any,
+    threads: int | None,
+    *,
+    address: str | None,
+    actors: int | None,
+    gpus_per_actor: float | None,
+    input_path: Path | None,
+    input_format: str,
+    id_column: str,
+    text_column: str,
+) -> Any:
+    """``run --engine ray``: --threads are each actor's CPUs; an --input other than a corpus
+    folder has no references, so it is translated only."""
+    from dataclasses import replace
+
+    from forumtranslate.distributed import InputSource, RayOptions, detect_format, run_ray
+
+    options = RayOptions(
+        address=address,
+        actors=actors or 1,
+        cpus_per_actor=float(threads or 1),
+        gpus_per_actor=gpus_per_actor or 0.0,
+    )
+    source = None
+    if input_path is not None:
+        source = InputSource(input_path, input_format, id_column, text_column)
+        fmt = detect_format(input_path) if input_format == "auto" else input_format
+        if fmt != "data":
+            config = replace(config, align_and_score=False)
+    return run_ray(config, options, source)
 
 
 # --- models --------------------------------------------------------------------------
@@ -417,3 +539,136 @@ def compare(
         click.echo(json.dumps(result, ensure_ascii=False, indent=1))
     else:
         click.echo(format_comparison(result, width), nl=False)
+
+
+# --- review --------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Corpus folder, for the manifest's speakers (default: the data_dir in run.json).",
+)
+@click.option(
+    "--glossary",
+    "glossary_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Glossary to highlight (default: the one in run.json).",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Page to write (default RUN_DIR/review.html).",
+)
+@click.option("--serve", is_flag=True, help="Then serve the page on 127.0.0.1 until Ctrl-C.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port for --serve; 0 picks a free one.",
+)
+@user_errors
+def review(
+    run_dir: Path,
+    data_dir: Path | None,
+    glossary_path: Path | None,
+    out: Path | None,
+    serve: bool,
+    port: int,
+) -> None:
+    """Write the side-by-side review page of a scored run: Japanese, machine translation
+    and reference per aligned bead, with chrF, glossary terms and filters. One
+    self-contained HTML file; it opens without a network."""
+    from forumtranslate.review import ReviewServer, write_review
+
+    path = write_review(run_dir, data_dir, out, glossary_path=glossary_path)
+    click.echo(f"wrote {path}")
+    if serve:
+        server = ReviewServer(path, port)
+        click.echo(f"serving {server.url} (this machine only); Ctrl-C stops")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
+
+@main.group()
+def postedit() -> None:
+    """Bring a reviewer's corrections of the machine output back into a run."""
+
+
+@postedit.command("import")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@user_errors
+def postedit_import(run_dir: Path, file: Path) -> None:
+    """Store the post-edits in FILE in RUN_DIR/postedits.jsonl and score the machine
+    output against them (HTER, written to hter.json).
+
+    FILE is an export of the run, edited: a TSV with its post_edit column corrected, or an
+    XLIFF with its targets corrected. An empty cell or target is not imported."""
+    from forumtranslate.export import import_postedits
+
+    postedits, hter = import_postedits(run_dir, file)
+    corpus = hter["corpus"]
+    click.echo(f"{len(postedits)} post-edits from {file} stored in {run_dir}")
+    click.echo(
+        f"HTER {corpus['score']:.1f} over {hter['units']} post-edited units "
+        f"({hter['edited']} changed)  {corpus['signature']}"
+    )
+
+
+# --- export --------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tsv", "tmx", "xliff"]),
+    default="tsv",
+    show_default=True,
+    help="tsv: a spreadsheet of beads; tmx: TMX 1.4b memory; xliff: XLIFF 2.0 for CAT tools.",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (default RUN_DIR/export.tsv, .tmx or .xlf).",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Corpus folder, for the manifest (default: the data_dir in run.json).",
+)
+@click.option(
+    "--glossary",
+    "glossary_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Glossary for the term flags (default: the one in run.json).",
+)
+@user_errors
+def export(
+    run_dir: Path, fmt: str, out: Path | None, data_dir: Path | None, glossary_path: Path | None
+) -> None:
+    """Export a scored run: TSV for a spreadsheet (with a post_edit column to correct),
+    TMX 1.4b (Japanese ↔ reference), or XLIFF 2.0 (Japanese ↔ machine, for post-editing)."""
+    from forumtranslate.export import write_export
+
+    path = write_export(run_dir, fmt, out, data_dir=data_dir, glossary_path=glossary_path)
+    click.echo(f"wrote {path}")

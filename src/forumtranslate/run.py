@@ -1,4 +1,4 @@
-"""The batch job: segment, match terms, translate, align, score, and write a run folder.
+"""The batch job: segment, match terms, translate, align, score, review; one run folder.
 
 A run folder is reproducible and resumable:
 
@@ -18,18 +18,24 @@ import hashlib
 import re
 import signal
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from forumtranslate import __version__
-from forumtranslate.corpus import load_documents
+from forumtranslate.corpus import load_documents, read_manifest, read_text
 from forumtranslate.errors import ForumTranslateError
 from forumtranslate.glossary import Glossary, check_terms, load_glossary
 from forumtranslate.records import Segment, TermMatch
 from forumtranslate.segment import segment_document
-from forumtranslate.storage import Journal, dumps_line, write_atomic
+from forumtranslate.storage import (
+    Journal,
+    dumps_line,
+    remove_stale_temporaries,
+    replacing,
+    write_atomic,
+)
 from forumtranslate.translate import DecodingOptions, Translator
 
 SETTINGS_FILE = "run.json"
@@ -55,6 +61,10 @@ class RunConfig:
     dtype: str = "float32"
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
     align_and_score: bool = True
+    # ct2 backend only: CTranslate2's compute type and threads (intra 0: its default)
+    compute_type: str = "default"
+    inter_threads: int = 1
+    intra_threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,20 @@ def prepare_sources(data_dir: Path, glossary: Glossary) -> list[SourceSentence]:
     return sources
 
 
+def check_references(data_dir: Path) -> None:
+    """Every manifest document needs its reference to be aligned and scored: check them
+    all before translating, rather than fail after the whole corpus is translated."""
+    for info in read_manifest(data_dir / "manifest.tsv"):
+        path = data_dir / "en" / f"{info.doc_id}.txt"
+        if not path.exists():
+            raise ForumTranslateError(
+                "reference translation missing; it is needed to align and score "
+                "(--no-score translates without it)",
+                path,
+            )
+        read_text(path)
+
+
 def _file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -112,21 +136,25 @@ def run_settings(
 
 
 def _check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
+    """Refuse to resume a run folder made with other settings: it would mix two runs."""
     import json
 
     path = out_dir / SETTINGS_FILE
     if not path.exists():
+        journal = out_dir / JOURNAL_FILE
+        if journal.exists() and journal.stat().st_size > 0:
+            raise ForumTranslateError(
+                f"holds a {JOURNAL_FILE} but no {SETTINGS_FILE}, so nothing tells which "
+                "settings made it. Use another --out folder, or delete this one to start afresh",
+                out_dir,
+            )
         return
     try:
         previous = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         previous = None
     if previous != settings:
-        changed = sorted(
-            key
-            for key in set(settings) | set(previous or {})
-            if (previous or {}).get(key) != settings.get(key)
-        )
+        changed = _differences(previous, settings) if isinstance(previous, dict) else []
         raise ForumTranslateError(
             "this run folder holds a run with other settings "
             f"({', '.join(changed) or 'unreadable run.json'} differ); resuming would mix "
@@ -135,10 +163,33 @@ def _check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
         )
 
 
-def make_translator(config: RunConfig) -> Translator:
-    """The backend named in the config, loaded; imported only when a run needs it."""
-    if config.backend != "transformers":
-        raise ForumTranslateError(f"unknown backend {config.backend!r} (available: transformers)")
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ: translator.decoding.beam_size."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [prefix.rstrip(".")]
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        changed += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+    return changed
+
+
+def _check_plan(journal: Journal, done: dict[str, Any], batches: list[list[int]]) -> None:
+    """Journal units must be this run's batches; anything else was written by another run."""
+    for unit, data in done.items():
+        number = int(unit) if unit.isdigit() else -1
+        if not (0 <= number < len(batches) and isinstance(data, dict)) or (
+            data.get("indices") != batches[number]
+            or len(data.get("translations") or ()) != len(batches[number])
+        ):
+            raise ForumTranslateError(
+                f"batch {unit!r} is not one this run plans; the journal was written by another "
+                "run. Use another --out folder, or delete this one to start afresh",
+                journal.path,
+            )
+
+
+def load_transformers(config: RunConfig) -> Translator:
+    """The ``transformers`` backend: the model in PyTorch, decoded by ``constrain``."""
     from forumtranslate.models import load_model
     from forumtranslate.translate import TransformersTranslator
 
@@ -146,6 +197,26 @@ def make_translator(config: RunConfig) -> Translator:
         config.model, revision=config.revision, device=config.device, dtype=config.dtype
     )
     return TransformersTranslator(loaded, config.decoding)
+
+
+# Backend name -> "module:function" taking a RunConfig; imported only when chosen.
+BACKENDS = {
+    "transformers": "forumtranslate.run:load_transformers",
+    "ct2": "forumtranslate.ct2:from_run_config",
+}
+
+
+def make_translator(config: RunConfig) -> Translator:
+    """The backend named in the config, loaded; imported only when a run needs it."""
+    import importlib
+
+    target = BACKENDS.get(config.backend)
+    if target is None:
+        raise ForumTranslateError(
+            f"unknown backend {config.backend!r} (available: {', '.join(BACKENDS)})"
+        )
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)(config)
 
 
 def run(
@@ -157,20 +228,24 @@ def run(
     data_dir, out_dir = Path(config.data_dir), Path(config.out_dir)
     glossary = load_glossary(config.glossary_path)
     sources = prepare_sources(data_dir, glossary)
+    if config.align_and_score:
+        check_references(data_dir)
     _make_folder(out_dir)
     translator = translator or make_translator(config)
     settings = run_settings(config, translator, glossary, data_dir)
     _check_settings(out_dir, settings)
+    remove_stale_temporaries(out_dir)
     write_atomic(out_dir / SETTINGS_FILE, _pretty(settings))
 
     journal = Journal(out_dir / JOURNAL_FILE)
     done = journal.load()
     texts = [s.segment.text for s in sources]
     batches = translator.plan_batches(texts)
-    resumed = sum(len(batches[int(unit)]) for unit in done if int(unit) < len(batches))
+    _check_plan(journal, done, batches)
+    resumed = sum(len(batches[int(unit)]) for unit in done)
     translated_now = 0
-    bar = progress or _progress_bar(len(sources), resumed)
-    with _stop_after_batch_on_sigint() as stop_requested:
+    bars = nullcontext(progress) if progress else _progress_bar(len(sources), resumed)
+    with bars as bar, _stop_after_batch_on_sigint() as stop_requested:
         for number, batch in enumerate(batches):
             if str(number) in done:
                 continue
@@ -193,11 +268,30 @@ def run(
     scores = None
     if config.align_and_score:
         from forumtranslate.align import align_run
+        from forumtranslate.review import write_review
         from forumtranslate.score import score_run
 
         align_run(out_dir, data_dir)
         scores = score_run(out_dir)
+        write_review(out_dir, data_dir, glossary_path=config.glossary_path)
     return RunResult(out_dir, len(sources), translated_now, resumed, scores)
+
+
+def open_run_folder(out_dir: Path, settings: dict[str, Any]) -> None:
+    """Create or reopen a run folder for ``settings`` (refusing one made with others) and
+    write its run.json: what ``run`` does before translating, for other engines."""
+    _make_folder(out_dir)
+    _check_settings(out_dir, settings)
+    remove_stale_temporaries(out_dir)
+    write_atomic(out_dir / SETTINGS_FILE, _pretty(settings))
+
+
+def write_translations(
+    out_dir: Path, sources: Sequence[SourceSentence], translations: Sequence[str]
+) -> None:
+    """translations.jsonl and translations.parquet, as ``run`` writes them, for other engines."""
+    write_atomic(out_dir / TRANSLATIONS_FILE, _records_jsonl(sources, translations))
+    _write_parquet(out_dir, sources, translations)
 
 
 def _make_folder(out_dir: Path) -> None:
@@ -258,9 +352,8 @@ def _write_parquet(
     from datasets import Dataset
 
     table = Dataset.from_list(list(translation_records(sources, translations))).data.table
-    tmp = out_dir / ".translations.parquet.tmp"
-    pq.write_table(table, tmp)
-    tmp.replace(out_dir / "translations.parquet")
+    with replacing(out_dir / "translations.parquet") as tmp:
+        pq.write_table(table, tmp)
 
 
 def _pretty(value: Any) -> str:
@@ -269,17 +362,17 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
 
 
-def _progress_bar(total: int, initial: int) -> Callable[[int, int], None]:
+@contextmanager
+def _progress_bar(total: int, initial: int) -> Iterator[Callable[[int, int], None]]:
+    """A bar on stderr that is wiped when translating ends, however it ends: an error
+    message must not be printed on the same line as a half-drawn bar."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=initial, unit="sent", desc="translating", leave=False)
-
-    def update(step: int, _done: int) -> None:
-        bar.update(step)
-        if bar.n >= total:
-            bar.close()
-
-    return update
+    try:
+        yield lambda step, _done: bar.update(step)
+    finally:
+        bar.close()
 
 
 @contextmanager

@@ -1,0 +1,236 @@
+"""The Ray engine: the local engine's files on the same input, resume by shards, other inputs.
+
+A local Ray cluster (2 CPUs, no dashboard, no network) is started once for the module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from forumtranslate.cli import main
+from forumtranslate.distributed import (
+    SHARD_DIR,
+    InputSource,
+    RayOptions,
+    Shard,
+    finished_shards,
+    plan_shards,
+    read_documents,
+    run_ray,
+    write_shard,
+)
+from forumtranslate.errors import ForumTranslateError, InputError
+from forumtranslate.glossary import load_glossary
+from forumtranslate.run import JOURNAL_FILE, prepare_sources, run
+
+from .conftest import DATA, GLOSSARY
+from .test_run import config_for, read_records
+
+NOT_COMPARED = {JOURNAL_FILE, SHARD_DIR}  # each engine's own resume state
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> object:
+    ray = pytest.importorskip(
+        "ray", reason="the Ray engine needs the ray extra: pip install -e '.[ray]'"
+    )
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # inherited by the Ray workers
+        os.environ.setdefault(name, "1")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    yield ray
+    ray.shutdown()
+
+
+def run_files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name not in NOT_COMPARED}
+
+
+def shard_records(out: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    rows = [
+        r for p in sorted((out / SHARD_DIR).glob("*.parquet")) for r in pq.read_table(p).to_pylist()
+    ]
+    rows.sort(key=lambda r: r.pop("position"))
+    return rows
+
+
+@pytest.mark.slow
+def test_ray_engine_writes_the_local_engine_files_on_the_forum_corpus(
+    ray_cluster: object, tiny_marian: Path, tmp_path: Path
+) -> None:
+    # same folder name under two parents: the review page shows it
+    local, spread = tmp_path / "local" / "run", tmp_path / "ray" / "run"
+    run(config_for(tiny_marian, DATA, local))
+    result = run_ray(
+        config_for(tiny_marian, DATA, spread), RayOptions(actors=2, shard_sentences=64)
+    )
+    assert result.sentences == result.translated_now > 300
+    expected = run_files(local)
+    assert {"run.json", "translations.jsonl", "alignment.jsonl", "scores.json"} <= set(expected)
+    got = run_files(spread)
+    assert sorted(got) == sorted(expected)
+    for name in expected:
+        assert got[name] == expected[name], name
+    assert len(list((spread / SHARD_DIR).glob("shard-*.parquet"))) > 2
+    assert shard_records(spread) == read_records(local)
+
+
+@pytest.mark.slow
+def test_an_interrupted_ray_run_resumes_without_redoing_finished_shards(
+    ray_cluster: object, tiny_marian: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    # same folder name under two parents: the review page shows it
+    local, spread = tmp_path / "local" / "run", tmp_path / "ray" / "run"
+    run(config_for(tiny_marian, small_corpus, local))
+    config = config_for(tiny_marian, small_corpus, spread)
+    options = RayOptions(actors=1, shard_sentences=8)
+    written = []
+
+    def crash_after_two(step: int, done: int) -> None:
+        written.append(step)
+        if len(written) == 2:
+            raise KeyboardInterrupt("simulated crash")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_ray(config, options, progress=crash_after_two)
+    assert not (spread / "translations.jsonl").exists()
+    shards = {p.name: p.stat() for p in (spread / SHARD_DIR).glob("shard-*.parquet")}
+    assert len(shards) == 2
+
+    resumed = run_ray(config, options)
+    assert resumed.resumed == sum(written) > 0
+    assert resumed.translated_now == resumed.sentences - resumed.resumed
+    for name, before in shards.items():  # finished shards were not written again
+        after = (spread / SHARD_DIR / name).stat()
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert run_files(spread) == run_files(local)
+
+    again = run_ray(config, options)
+    assert (again.translated_now, again.resumed) == (0, again.sentences)
+    with pytest.raises(ForumTranslateError, match="other settings"):
+        run_ray(config_for(tiny_marian, small_corpus, spread, beam_size=1), options)
+
+
+@pytest.mark.slow
+def test_a_table_input_through_the_cli_gives_the_corpus_records(
+    ray_cluster: object, tiny_marian: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    local = tmp_path / "local"
+    run(config_for(tiny_marian, small_corpus, local, beam_size=1))
+    _, documents = read_documents(InputSource(small_corpus))
+    table = tmp_path / "docs.parquet"
+    pq.write_table(
+        pa.table({"doc_id": [d.doc_id for d in documents], "text": [d.text for d in documents]}),
+        table,
+    )
+    out = tmp_path / "from-table"
+    args = ["run", "--engine", "ray", "--input", str(table), "--model", str(tiny_marian)]
+    args += ["--out", str(out), "--beam", "1", "--max-batch-tokens", "300", "--device", "cpu"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "translations.jsonl").read_bytes() == (local / "translations.jsonl").read_bytes()
+    assert not (out / "scores.json").exists()  # a table has no references to score against
+    settings = json.loads((out / "run.json").read_text())
+    assert settings["input"]["format"] == "parquet"
+    assert settings["input"]["documents"] == 2
+
+
+# --- without a cluster ----------------------------------------------------------------
+
+
+def write_inputs(documents: list, root: Path) -> dict[str, InputSource]:
+    """The same documents as each input format, columns named ``id`` and ``body``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    rows = [{"id": d.doc_id, "body": d.text} for d in documents]
+    jsonl = root / "docs.jsonl"
+    jsonl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    (root / "parquet").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows[:1]), root / "parquet" / "part-0.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[1:]), root / "parquet" / "part-1.parquet")
+    Dataset.from_list(rows).save_to_disk(str(root / "hf"))
+    (root / "folder").mkdir()
+    for d in documents:
+        (root / "folder" / f"{d.doc_id}.txt").write_text(d.text, encoding="utf-8")
+    columns = {"id_column": "id", "text_column": "body"}
+    return {
+        "jsonl": InputSource(jsonl, **columns),
+        "parquet": InputSource(root / "parquet", **columns),
+        "hf": InputSource(root / "hf", **columns),
+        "folder": InputSource(root / "folder"),
+    }
+
+
+def test_every_input_format_reads_the_same_documents(small_corpus: Path, tmp_path: Path) -> None:
+    fmt, documents = read_documents(InputSource(small_corpus))
+    assert fmt == "data" and [d.doc_id for d in documents] == ["opening-akazawa", "opening-onoda"]
+    for name, source in write_inputs(documents, tmp_path).items():
+        found, read = read_documents(source)
+        assert found == name
+        assert [(d.doc_id, d.text) for d in read] == [(d.doc_id, d.text) for d in documents]
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"doc_id": "a", "text": "一。"}', '{"doc_id": "a", "text": "二。"}'], "duplicate"),
+        (['{"doc_id": "a", "body": "一。"}'], "lacks text"),
+        (['{"doc_id": "a", "text": "一。\\r\\n二。"}'], "CRLF"),
+        (['{"doc_id": "a", "text": "  "}'], "empty"),
+        (['{"doc_id": 7, "text": "一。"}'], "non-empty string"),
+    ],
+)
+def test_bad_table_rows_are_input_errors(lines: list[str], message: str, tmp_path: Path) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        read_documents(InputSource(path))
+
+
+@pytest.mark.parametrize(
+    ("batches", "size", "expected"),
+    [
+        ([[0, 1], [2], [3, 4, 5], [6]], 3, [((0, 1), (0, 1, 2)), ((2,), (3, 4, 5)), ((3,), (6,))]),
+        ([[5, 1], [0], [4, 2, 3]], 100, [((0, 1, 2), (0, 1, 2, 3, 4, 5))]),
+        ([[1], [0]], 1, [((0,), (1,)), ((1,), (0,))]),
+    ],
+)
+def test_shards_group_whole_planned_batches(
+    batches: list[list[int]], size: int, expected: list[tuple]
+) -> None:
+    shards = plan_shards(batches, size)
+    assert [(s.batches, s.positions) for s in shards] == expected
+    assert [s.number for s in shards] == list(range(len(expected)))
+
+
+def test_a_shard_of_another_run_is_refused(tmp_path: Path) -> None:
+    sources = prepare_sources(DATA, load_glossary(GLOSSARY))[:3]
+    shard = Shard(0, (0,), (0, 1, 2))
+    write_shard(tmp_path, shard, sources, ["a", "b", "c"], "settings-1")
+    assert finished_shards(tmp_path, [shard], "settings-1") == {0}
+    with pytest.raises(ForumTranslateError, match="not a shard this run plans"):
+        finished_shards(tmp_path, [shard], "settings-2")
+    with pytest.raises(ForumTranslateError, match="not a shard this run plans"):
+        finished_shards(tmp_path, [Shard(0, (0,), (0, 1))], "settings-1")
+    (tmp_path / shard.name).write_bytes(b"torn")  # unreadable: redone, not trusted
+    assert finished_shards(tmp_path, [shard], "settings-1") == set()
+
+
+def test_importing_the_engine_does_not_import_ray() -> None:
+    """Ray is an optional extra: only running the engine needs it."""
+    code = "import sys, forumtranslate.distributed; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
