@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,15 +15,15 @@ from sacrebleu.metrics import CHRF
 
 from forumtranslate.align import (
     AlignConfig,
+    CharNgrams,
     Link,
     align_run,
     align_sentences,
     alignment_prf,
-    char_ngrams,
-    chrf_from_sets,
+    chrf1,
+    chrf_from_bits,
     gale_church_cost,
     left_anchors,
-    ngram_sets,
     perturb_sentences,
     read_beads,
     right_anchors,
@@ -184,8 +185,42 @@ def test_hyp_and_src_must_be_parallel():
     ],
 )
 def test_chrf_matches_sacrebleu_sentence_chrf(hyp, ref):
-    ours = chrf_from_sets(ngram_sets(char_ngrams(hyp)), ngram_sets(char_ngrams(ref)), beta=2)
+    ngrams = CharNgrams([hyp, ref])
+    ours = chrf_from_bits(ngrams.group(0, 1), ngrams.group(1, 2), beta=2)
     assert ours * 100 == pytest.approx(CHRF().sentence_score(hyp, [ref]).score, abs=1e-9)
+    assert chrf1(hyp, ref) * 100 == pytest.approx(
+        CHRF(beta=1).sentence_score(hyp, [ref]).score, abs=1e-9
+    )
+
+
+def char_ngram_counts(texts: list[str], order: int) -> Counter:
+    return Counter(
+        line[i : i + order]
+        for line in ("".join(t.split()) for t in texts)
+        for i in range(len(line) - order + 1)
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    texts=st.lists(st.text(alphabet="ab c経済", max_size=12), min_size=2, max_size=5),
+    data=st.data(),
+)
+def test_group_bits_count_chrf_matches(texts, data):
+    """For any two groups of sentences, AND-ing their bits counts, per order, what chrF
+    counts: the sum over n-grams of the smaller of the two groups' counts."""
+    ngrams = CharNgrams(texts)
+    spans = []
+    for _ in range(2):
+        start = data.draw(st.integers(0, len(texts) - 1))
+        spans.append((start, data.draw(st.integers(start + 1, len(texts)))))
+    left, right = (ngrams.group(*span) for span in spans)
+    for order in range(1, 7):
+        counts = [char_ngram_counts(texts[slice(*span)], order) for span in spans]
+        (left_bits, left_count), (right_bits, right_count) = left[order - 1], right[order - 1]
+        assert left_count == sum(counts[0].values())
+        assert right_count == sum(counts[1].values())
+        assert (left_bits & right_bits).bit_count() == sum((counts[0] & counts[1]).values())
 
 
 def test_gale_church_cost_grows_with_length_mismatch():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sacrebleu.metrics import BLEU, CHRF
 
 from forumtranslate.align import align_run
 from forumtranslate.cli import main
@@ -17,8 +18,10 @@ from forumtranslate.errors import InputError
 from forumtranslate.records import Bead
 from forumtranslate.score import (
     METRICS,
+    SegmentStatistics,
     compare_runs,
     format_scores,
+    make_metrics,
     paired_units,
     score_files,
     score_run,
@@ -100,6 +103,40 @@ def test_score_files_equal_sacrebleu_cli_to_the_last_digit(files, width):
     )
     assert result.exit_code == 0, result.output
     assert table_rows(result.output) == expected
+
+
+@pytest.mark.parametrize("picked", [None, [0], [1, 3], [2, 4, 5]])
+def test_scores_of_any_subset_equal_sacrebleu_corpus_score(picked):
+    """Counting each segment once and summing subsets (how a run scores its documents)
+    gives exactly sacrebleu's corpus scores of those segments."""
+    statistics = SegmentStatistics(HYPS, REFS)
+    ours = statistics.corpus(picked)
+    chosen = range(len(HYPS)) if picked is None else picked
+    for name, metric in make_metrics().items():
+        theirs = metric.corpus_score([HYPS[k] for k in chosen], [[REFS[k] for k in chosen]])
+        assert ours[name].score == theirs.score, name
+        assert ours[name].signature == metric.get_signature().format()
+
+
+def test_sentence_scores_equal_sacrebleu_sentence_score():
+    rows, signatures = SegmentStatistics(HYPS, REFS).sentences()
+    bleu, chrf = BLEU(effective_order=True), CHRF()
+    for row, hyp, ref in zip(rows, HYPS, REFS, strict=True):
+        assert row == {
+            "BLEU": bleu.sentence_score(hyp, [ref]).score,
+            "chrF2": chrf.sentence_score(hyp, [ref]).score,
+        }
+    assert signatures == {
+        "BLEU": bleu.get_signature().format(),
+        "chrF2": chrf.get_signature().format(),
+    }
+
+
+def test_segment_statistics_refuse_unequal_or_empty_input():
+    with pytest.raises(InputError, match="2 hypothesis segments but 1"):
+        SegmentStatistics(["a", "b"], ["a"])
+    with pytest.raises(InputError, match="nothing to score"):
+        SegmentStatistics([], []).corpus()
 
 
 def test_score_json_carries_full_precision_and_signatures(files):

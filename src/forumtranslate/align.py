@@ -57,6 +57,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from forumtranslate.corpus import read_text
 from forumtranslate.errors import InputError
 from forumtranslate.records import Bead
@@ -139,43 +141,71 @@ class Link:
 # --- similarity features ---------------------------------------------------------------
 
 
-def char_ngrams(text: str) -> tuple[list[str], ...]:
-    """Character 1..6-grams per order, whitespace removed, as sacrebleu's chrF takes them."""
-    line = "".join(text.split())
-    return tuple(
-        [line[i : i + n] for i in range(len(line) - n + 1)] for n in range(1, CHAR_ORDER + 1)
-    )
+# A group's n-grams for one order: its items as the bits of an integer, and how many.
+NgramBits = tuple[tuple[int, int], ...]
 
 
-def ngram_sets(*texts_ngrams: tuple[list[str], ...]) -> tuple[frozenset[str], ...]:
-    """The summed n-gram multisets of some texts, one set per order, for chrF matching.
+class CharNgrams:
+    """The character 1..6-grams of some texts (a document's sentences), for fast chrF.
 
-    The k-th repeat of an n-gram g becomes the item "g\0k": then min(count_a, count_b),
-    chrF's match count, is the size of a plain set intersection, which Python does in C.
+    chrF's match count for an order is the sum over n-grams g of min(count_a(g),
+    count_b(g)). Numbering the k-th repeat of each n-gram as an item of its own makes it
+    the size of a set intersection; holding a group's items as the bits of one Python
+    integer makes that an AND and a bit count, both in C. This is most of what alignment
+    costs. A bit is an item's position among the items of all the texts, which hold every
+    group's items.
     """
-    sets = []
-    for order in range(CHAR_ORDER):
-        grams = [g for ngrams in texts_ngrams for g in ngrams[order]]
-        counts = Counter(grams)
-        items = set(counts)
-        for gram, count in counts.items():
-            if count > 1:
-                items.update(f"{gram}\0{k}" for k in range(1, count))
-        sets.append(frozenset(items))
-    return tuple(sets)
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        ids: dict[str, int] = {}
+        self._ids = []  # per text, per order: the n-grams' numbers
+        for text in texts:
+            line = "".join(text.split())  # sacrebleu's chrF drops whitespace
+            orders = []
+            for n in range(1, CHAR_ORDER + 1):
+                grams = [line[i : i + n] for i in range(len(line) - n + 1)]
+                orders.append(np.array([ids.setdefault(g, len(ids)) for g in grams], np.int64))
+            self._ids.append(orders)
+        self._items = [np.sort(self._encode(0, len(texts), order)) for order in range(CHAR_ORDER)]
+
+    def _encode(self, start: int, stop: int, order: int) -> np.ndarray:
+        """Items of texts[start:stop]: the k-th repeat (k = 0, 1, ...) of n-gram g is
+        g + k * 2**32."""
+        ids = np.sort(
+            np.concatenate([np.empty(0, np.int64)] + [t[order] for t in self._ids[start:stop]])
+        )
+        position = np.arange(len(ids))
+        run_start = np.r_[True, ids[1:] != ids[:-1]] if len(ids) else np.empty(0, bool)
+        repeat = position - np.maximum.accumulate(np.where(run_start, position, 0))
+        return ids + (repeat << 32)
+
+    def group(self, start: int, stop: int) -> NgramBits:
+        """The summed n-grams of texts[start:stop], per order as (bits, item count)."""
+        orders = []
+        for order in range(CHAR_ORDER):
+            items = self._encode(start, stop, order)
+            present = np.zeros(len(self._items[order]), np.uint8)
+            present[np.searchsorted(self._items[order], items)] = 1
+            bits = int.from_bytes(np.packbits(present, bitorder="little").tobytes(), "little")
+            orders.append((bits, len(items)))
+        return tuple(orders)
 
 
-def chrf_from_sets(
-    hyp: Sequence[frozenset[str]], ref: Sequence[frozenset[str]], beta: float = 1.0
-) -> float:
-    """sacrebleu's chrF (effective order, averaged P and R) on encoded n-gram sets, in [0, 1]."""
+def chrf1(hyp: str, ref: str) -> float:
+    """chrF with beta 1 between two texts, in [0, 1]: the aligner's notion of similarity."""
+    ngrams = CharNgrams([hyp, ref])
+    return chrf_from_bits(ngrams.group(0, 1), ngrams.group(1, 2))
+
+
+def chrf_from_bits(hyp: NgramBits, ref: NgramBits, beta: float = 1.0) -> float:
+    """sacrebleu's chrF (effective order, averaged P and R) of two groups, in [0, 1]."""
     avg_p = avg_r = 0.0
     orders = 0
-    for h, r in zip(hyp, ref, strict=True):
-        if h and r:
-            matches = len(h & r)
-            avg_p += matches / len(h)
-            avg_r += matches / len(r)
+    for (h, h_count), (r, r_count) in zip(hyp, ref, strict=True):
+        if h_count and r_count:
+            matches = (h & r).bit_count()
+            avg_p += matches / h_count
+            avg_r += matches / r_count
             orders += 1
     if not orders:
         return 0.0
@@ -185,11 +215,6 @@ def chrf_from_sets(
         return 0.0
     factor = beta * beta
     return (1 + factor) * avg_p * avg_r / (factor * avg_p + avg_r)
-
-
-def chrf1(hyp: str, ref: str) -> float:
-    """chrF with beta 1 between two texts, in [0, 1]: the aligner's notion of similarity."""
-    return chrf_from_sets(ngram_sets(char_ngrams(hyp)), ngram_sets(char_ngrams(ref)))
 
 
 def left_anchors(text: str, terms: Iterable[str] = (), *, english: bool = False) -> frozenset[str]:
@@ -286,8 +311,7 @@ class _Scorer:
 
         self.background = 0.0
         if hyp is not None:
-            self.hyp_ngrams = [char_ngrams(t) for t in hyp]
-            self.ref_ngrams = [char_ngrams(t) for t in ref]
+            self.ngrams = CharNgrams([*hyp, *ref])  # machine sentences first
             self.background = self._background()
 
     def _group(self, side: str, start: int, stop: int) -> Any:
@@ -296,8 +320,8 @@ class _Scorer:
         if cached is not None:
             return cached
         if side in ("h", "r"):
-            ngrams = self.hyp_ngrams if side == "h" else self.ref_ngrams
-            value: Any = ngram_sets(*ngrams[start:stop])
+            offset = 0 if side == "h" else self.n
+            value: Any = self.ngrams.group(offset + start, offset + stop)
         else:
             anchors = self.left_anc if side == "L" else self.right_anc
             value = frozenset().union(*anchors[start:stop])
@@ -312,12 +336,12 @@ class _Scorer:
         if not pairs:
             return 0.0
         values = sorted(
-            chrf_from_sets(self._group("h", i, i + 1), self._group("r", j, j + 1)) for i, j in pairs
+            chrf_from_bits(self._group("h", i, i + 1), self._group("r", j, j + 1)) for i, j in pairs
         )
         return values[len(values) // 4]
 
     def chrf(self, i0: int, i1: int, j0: int, j1: int) -> float:
-        return chrf_from_sets(self._group("h", i0, i1), self._group("r", j0, j1))
+        return chrf_from_bits(self._group("h", i0, i1), self._group("r", j0, j1))
 
     def anchor_scores(self, i0: int, i1: int, j0: int, j1: int) -> tuple[float, float]:
         """(weight of shared anchors, weighted Dice overlap) of a group pair."""
