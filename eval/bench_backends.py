@@ -14,17 +14,20 @@ cannot be downloaded), the whole forum corpus translated by
 
 Random weights stop anywhere, so every system generates exactly the same number of tokens
 per sentence (``DecodingOptions.exact_length``: EOS is banned until the length limit,
-``--length-ratio`` × source tokens + ``--length-extra``). Each engine runs in its own child
-process, so its peak resident memory is its own; the parent builds nothing big.
+``--length-ratio`` × source tokens + ``--length-extra``; by default 32 tokens for every
+sentence, about the corpus's mean source length, so that no engine decodes a batch past a
+sentence's own limit). With ``--terms hard`` the transformers backend's limit also counts
+the terms' tokens. Each engine runs in its own child process, so its peak resident memory
+is its own; the parent builds nothing big.
 
-    python eval/bench_backends.py --wait-load 1.5 --repeat 2 --json eval/out/bench_backends.json
+    python eval/bench_backends.py --wait-load 1.5 --repeat 3 --json eval/out/bench_backends.json
     python eval/bench_backends.py --device cuda --json eval/out/bench_backends_cuda.json
     python eval/bench_backends.py --shapes opus-mt --sentences 64   # a quick look
 
 On a shared machine, ``--wait-load 1.5`` waits before every timing (up to ``--wait-max``
-seconds) until the 1-minute load average is below 1.5, and ``--repeat 2`` keeps the best of
-two timings (for ``--repeat-shapes``); the load averages around every timing are saved, and
-the table shows the one before the first.
+seconds) until the 1-minute load average is below 1.5, and ``--repeat 3`` keeps the best of
+three timings (for ``--repeat-shapes``); the load averages and CPU seconds of every timing
+are saved, and the table shows the load before the first.
 """
 
 from __future__ import annotations
@@ -217,14 +220,15 @@ def quiet(spec: dict[str, Any]) -> float:
 
 def timed(spec: dict[str, Any], work: Any) -> tuple[float, Any, list]:
     """The best of ``repeat`` timings of ``work()``, each after a quiet wait; its result
-    and, per timing, [seconds, seconds waited, load before, load after]."""
+    and, per timing, [seconds, seconds waited, load before, load after, CPU seconds]."""
     runs, result = [], None
     for _ in range(spec["repeat"]):
         waited = quiet(spec)
         before = load_average()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = work()
-        runs.append([round(time.perf_counter() - start, 3), waited, before, load_average()])
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        runs.append([round(seconds, 3), waited, before, load_average(), round(cpu, 1)])
     return min(r[0] for r in runs), result, runs
 
 
@@ -368,8 +372,12 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=0, help="0: the whole corpus")
     parser.add_argument("--beams", default="1,4")
     parser.add_argument("--hard-beams", default="4", help="beams also measured with terms")
-    parser.add_argument("--length-ratio", type=float, default=1.0)
-    parser.add_argument("--length-extra", type=int, default=5)
+    parser.add_argument(
+        "--length-ratio", type=float, default=0.0, help="target tokens per source token"
+    )
+    parser.add_argument(
+        "--length-extra", type=int, default=32, help="plus these; default: 32 tokens each"
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     parser.add_argument(
         "--ct2-threads",
