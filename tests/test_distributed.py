@@ -29,6 +29,7 @@ from forumtranslate.distributed import (
 from forumtranslate.errors import ForumTranslateError, InputError
 from forumtranslate.glossary import load_glossary
 from forumtranslate.run import JOURNAL_FILE, prepare_sources, run
+from forumtranslate.storage import hold_folder
 
 from .conftest import DATA, GLOSSARY
 from .test_run import config_for, read_records
@@ -234,3 +235,12 @@ def test_importing_the_engine_does_not_import_ray() -> None:
     code = "import sys, forumtranslate.distributed; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_busy_run_folder_is_refused_before_ray_starts(
+    tiny_marian: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    with hold_folder(out), pytest.raises(ForumTranslateError, match="another forumtranslate run"):
+        run_ray(config_for(tiny_marian, small_corpus, out), RayOptions(actors=1))
+    assert not (out / SHARD_DIR).exists()

@@ -14,6 +14,7 @@ from forumtranslate.cli import main
 from forumtranslate.errors import ForumTranslateError
 from forumtranslate.records import TermMatch
 from forumtranslate.run import JOURNAL_FILE, RunConfig, make_translator, run
+from forumtranslate.storage import hold_folder
 from forumtranslate.translate import DecodingOptions, Translator
 
 from .conftest import GLOSSARY
@@ -144,6 +145,20 @@ def test_other_settings_in_the_same_folder_are_refused(
     run(config_for(tiny_marian, small_corpus, out, beam_size=1))
     with pytest.raises(ForumTranslateError, match="other settings"):
         run(config_for(tiny_marian, small_corpus, out, beam_size=2))
+
+
+def test_a_second_run_into_a_busy_folder_is_refused_and_loses_nothing(
+    tiny_marian: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    config = config_for(tiny_marian, small_corpus, out, beam_size=1)
+    with hold_folder(out):  # as a run in another process would hold it
+        with pytest.raises(ForumTranslateError, match="another forumtranslate run") as refused:
+            run(config)
+        assert str(out) in str(refused.value)
+        assert not (out / JOURNAL_FILE).exists()
+    run(config)  # once the other run is gone, the folder is free
+    assert read_records(out)
 
 
 def test_cli_run_with_a_local_model(tiny_nllb: Path, small_corpus: Path, tmp_path: Path) -> None:

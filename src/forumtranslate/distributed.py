@@ -54,7 +54,7 @@ from forumtranslate.run import (
     write_translations,
 )
 from forumtranslate.segment import segment_document
-from forumtranslate.storage import remove_stale_temporaries, replacing
+from forumtranslate.storage import hold_folder, remove_stale_temporaries, replacing
 
 INPUT_FORMATS = ("auto", "data", "folder", "jsonl", "parquet", "hf")
 SHARD_DIR = "shards"
@@ -717,7 +717,7 @@ def run_ray(
     if config.align_and_score:
         check_references(Path(source.path))
     out_dir = Path(config.out_dir)
-    with ray_session(options.address), _Progress(progress) as bar:
+    with hold_folder(out_dir), ray_session(options.address), _Progress(progress) as bar:
         import ray
 
         _quiet_ray_data()

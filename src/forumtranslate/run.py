@@ -32,6 +32,7 @@ from forumtranslate.segment import segment_document
 from forumtranslate.storage import (
     Journal,
     dumps_line,
+    hold_folder,
     remove_stale_temporaries,
     replacing,
     write_atomic,
@@ -231,50 +232,52 @@ def run(
     if config.align_and_score:
         check_references(data_dir)
     _make_folder(out_dir)
-    translator = translator or make_translator(config)
-    settings = run_settings(config, translator, glossary, data_dir)
-    _check_settings(out_dir, settings)
-    remove_stale_temporaries(out_dir)
-    write_atomic(out_dir / SETTINGS_FILE, _pretty(settings))
+    with hold_folder(out_dir):
+        translator = translator or make_translator(config)
+        settings = run_settings(config, translator, glossary, data_dir)
+        _check_settings(out_dir, settings)
+        remove_stale_temporaries(out_dir)
+        write_atomic(out_dir / SETTINGS_FILE, _pretty(settings))
 
-    journal = Journal(out_dir / JOURNAL_FILE)
-    done = journal.load()
-    texts = [s.segment.text for s in sources]
-    batches = translator.plan_batches(texts)
-    _check_plan(journal, done, batches)
-    resumed = sum(len(batches[int(unit)]) for unit in done)
-    translated_now = 0
-    bars = nullcontext(progress) if progress else _progress_bar(len(sources), resumed)
-    with bars as bar, _stop_after_batch_on_sigint() as stop_requested:
-        for number, batch in enumerate(batches):
-            if str(number) in done:
-                continue
-            outputs = translator.translate_batch(
-                [texts[i] for i in batch], [sources[i].terms for i in batch]
-            )
-            done[str(number)] = {"indices": batch, "translations": outputs}
-            journal.append(str(number), done[str(number)])
-            translated_now += len(batch)
-            bar(len(batch), resumed + translated_now)
-            if stop_requested():
-                raise RunInterrupted(
-                    f"interrupted after {resumed + translated_now} of {len(sources)} sentences; "
-                    "finished batches are saved, run the same command again to resume",
-                    out_dir,
+        journal = Journal(out_dir / JOURNAL_FILE)
+        done = journal.load()
+        texts = [s.segment.text for s in sources]
+        batches = translator.plan_batches(texts)
+        _check_plan(journal, done, batches)
+        resumed = sum(len(batches[int(unit)]) for unit in done)
+        translated_now = 0
+        bars = nullcontext(progress) if progress else _progress_bar(len(sources), resumed)
+        with bars as bar, _stop_after_batch_on_sigint() as stop_requested:
+            for number, batch in enumerate(batches):
+                if str(number) in done:
+                    continue
+                outputs = translator.translate_batch(
+                    [texts[i] for i in batch], [sources[i].terms for i in batch]
                 )
-    translations = _collect(done, len(sources))
-    write_atomic(out_dir / TRANSLATIONS_FILE, _records_jsonl(sources, translations))
-    _write_parquet(out_dir, sources, translations)
-    scores = None
-    if config.align_and_score:
-        from forumtranslate.align import align_run
-        from forumtranslate.review import write_review
-        from forumtranslate.score import score_run
+                done[str(number)] = {"indices": batch, "translations": outputs}
+                journal.append(str(number), done[str(number)])
+                translated_now += len(batch)
+                bar(len(batch), resumed + translated_now)
+                if stop_requested():
+                    raise RunInterrupted(
+                        f"interrupted after {resumed + translated_now} of {len(sources)} "
+                        "sentences; finished batches are saved, run the same command again "
+                        "to resume",
+                        out_dir,
+                    )
+        translations = _collect(done, len(sources))
+        write_atomic(out_dir / TRANSLATIONS_FILE, _records_jsonl(sources, translations))
+        _write_parquet(out_dir, sources, translations)
+        scores = None
+        if config.align_and_score:
+            from forumtranslate.align import align_run
+            from forumtranslate.review import write_review
+            from forumtranslate.score import score_run
 
-        align_run(out_dir, data_dir)
-        scores = score_run(out_dir)
-        write_review(out_dir, data_dir, glossary_path=config.glossary_path)
-    return RunResult(out_dir, len(sources), translated_now, resumed, scores)
+            align_run(out_dir, data_dir)
+            scores = score_run(out_dir)
+            write_review(out_dir, data_dir, glossary_path=config.glossary_path)
+        return RunResult(out_dir, len(sources), translated_now, resumed, scores)
 
 
 def open_run_folder(out_dir: Path, settings: dict[str, Any]) -> None:

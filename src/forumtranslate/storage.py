@@ -53,6 +53,44 @@ def replacing(path: str | Path) -> Iterator[Path]:
         raise
 
 
+LOCK_FILE = ".forumtranslate.lock"
+
+
+@contextmanager
+def hold_folder(folder: str | Path) -> Iterator[None]:
+    """Keep a run folder to this process while it writes there.
+
+    Two runs started into one folder would both append to its journal and both rewrite
+    its files; the second is refused instead. The lock is the kernel's (``flock``) on a
+    file in the folder, so it goes with the process: a crashed or killed run leaves no
+    lock behind. Where ``fcntl`` is missing (Windows) there is no lock.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK_FILE, "a")  # noqa: SIM115 - held for the block
+    except OSError as err:
+        message = f"cannot use this folder: {err.strerror or err}"
+        raise ForumTranslateError(message, folder) from None
+    try:
+        try:
+            import fcntl
+        except ImportError:
+            fcntl = None  # type: ignore[assignment]
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ForumTranslateError(
+                    "another forumtranslate run is writing to this folder; wait for it to "
+                    "finish, or give this one another --out",
+                    folder,
+                ) from None
+        yield
+    finally:
+        handle.close()
+
+
 def write_atomic(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` in one step."""
     with replacing(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as handle:
