@@ -22,7 +22,7 @@ from forumtranslate.segment import segment_text
 from forumtranslate.translate import DecodingOptions, TransformersTranslator
 
 from .conftest import DATA, GLOSSARY
-from .test_run import OUTPUTS, CrashAfter, read_records
+from .test_run import OUTPUTS, CrashAfter, config_for, read_records
 
 # Sentences with several terms, repeated terms, source variants and nested terms.
 CASE_SEGMENTS = (
@@ -234,17 +234,12 @@ def test_a_term_outside_the_vocabulary_still_comes_out(ct2_models: dict, family:
 
 
 def ct2_config(model: Path, data: Path, out: Path, **decoding: object) -> RunConfig:
-    options = {"beam_size": 2, "max_batch_tokens": 300, **decoding}
-    return RunConfig(
-        out_dir=out,
-        data_dir=data,
-        glossary_path=GLOSSARY,
-        model=str(model),
+    """The transformers tests' run, on the ct2 backend in float32."""
+    return dataclasses.replace(
+        config_for(model, data, out, **decoding),
         backend="ct2",
-        device="cpu",
         compute_type="float32",
         intra_threads=1,
-        decoding=DecodingOptions(**options),
     )
 
 
