@@ -273,14 +273,34 @@ def models() -> None:
 
 @models.command("fetch")
 @click.argument("name", default="Helsinki-NLP/opus-mt-ja-en")
-@click.option("--revision", help="Branch, tag or commit to fetch.")
+@click.option("--revision", help="Branch, tag or commit to fetch (all files from it).")
 @user_errors
 def models_fetch(name: str, revision: str | None) -> None:
-    """Download model NAME into the Hugging Face cache, for use with HF_HUB_OFFLINE=1."""
+    """Download model NAME into the Hugging Face cache, for use with HF_HUB_OFFLINE=1.
+
+    Without --revision, as `run` resolves it: weights from main if main has safetensors,
+    else from the Hub's conversion bot's open pull request, the rest from main."""
     from forumtranslate.models import fetch_model
 
-    folder = fetch_model(name, revision)
-    click.echo(f"{name} is cached at {folder}")
+    source = fetch_model(name, revision)
+    if source.weights_ref:
+        click.echo(
+            f"{name}: config and tokenizer from main ({source.revision}), "
+            f"weights from {source.weights_ref} ({source.weights_revision})"
+        )
+    else:
+        click.echo(f"{name}: all files from {revision or 'main'} ({source.revision})")
+    click.echo(f"cached at {source.folder}")
+
+
+@models.command("list")
+@user_errors
+def models_list() -> None:
+    """What the Hugging Face cache holds: per model, each cached revision with its weights
+    files and size, and the files a run without --revision would use."""
+    from forumtranslate.models import cached_models, format_cached_models, hub_cache
+
+    click.echo(format_cached_models(cached_models(), hub_cache()), nl=False)
 
 
 # --- glossary ------------------------------------------------------------------------

@@ -76,7 +76,7 @@ from forumtranslate.models import (
     NLLB_SOURCE_LANG,
     NLLB_TARGET_LANG,
     SUPPORTED_TYPES,
-    resolve_model_folder,
+    resolve_model,
 )
 from forumtranslate.records import TermMatch
 from forumtranslate.translate import DecodingOptions, Translator, split_to_fit
@@ -245,6 +245,7 @@ class CT2Model:
     target_prefix: tuple[str, ...] = ()  # NLLB: the target-language token
     suppressed: tuple[tuple[str, ...], ...] = ()  # never generated (NLLB's padding)
     threads: dict[str, int] = field(default_factory=dict)
+    weights: dict[str, str] | None = None  # {"ref", "revision"} of weights not from `revision`
 
 
 def load_ct2_model(
@@ -267,7 +268,8 @@ def load_ct2_model(
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
     from transformers.utils import logging as hf_logging
 
-    folder, resolved_revision = resolve_model_folder(name, revision)
+    source = resolve_model(name, revision)
+    folder, resolved_revision = source.folder, source.revision
     ct2_device, index = pick_ct2_device(device)
     quantization = resolve_compute_type(compute_type, ct2_device)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
@@ -305,7 +307,7 @@ def load_ct2_model(
             raise ModelNotAvailableError(f"tokenizer has no {NLLB_TARGET_LANG} token", name)
         prefix = (NLLB_TARGET_LANG,)
         suppressed = ((tokenizer.pad_token,),)
-    converted = convert_model(folder, name, resolved_revision, quantization, cache_dir)
+    converted = convert_model(folder, name, source.label, quantization, cache_dir)
     translator = ctranslate2.Translator(
         str(converted),
         device=ct2_device,
@@ -332,6 +334,7 @@ def load_ct2_model(
         target_prefix=prefix,
         suppressed=suppressed,
         threads={"inter": inter_threads, "intra": intra_threads},
+        weights=source.weights_record(),
     )
 
 
@@ -652,7 +655,7 @@ class CT2Translator(Translator):
         return covered
 
     def signature(self) -> dict[str, Any]:
-        return {
+        signature: dict[str, Any] = {
             "backend": "ct2",
             "model": self.model.name,
             "revision": self.model.revision,
@@ -663,6 +666,9 @@ class CT2Translator(Translator):
             "max_input_tokens": self.max_input_tokens,
             "versions": _versions(),
         }
+        if self.model.weights is not None:  # weights from another commit than `revision`
+            signature["weights"] = self.model.weights
+        return signature
 
 
 def _allowed(match: TermMatch) -> tuple[str, ...]:

@@ -4,12 +4,22 @@ Loading is deliberately strict: no code from a model folder ever runs (``trust_r
 stays off, weights load from safetensors only), and a model that is neither on disk nor
 downloadable is a ``ModelNotAvailableError`` that says how to provide it, never a traceback
 and never a silent switch to another model.
+
+Many Hub models keep only pickled weights (``pytorch_model.bin``) on ``main``; the Hub's
+conversion bot offers their safetensors in an open pull request. Like ``transformers``
+when safetensors are required, a Hub id without a revision takes its weights from such a
+pull request, opened by the bot itself (anyone else's is never trusted) and converted from
+the very ``.bin`` that ``main`` holds now, and everything else from ``main``. The resolved
+pair of commits is written next to the Hugging Face cache, so a machine that later runs
+offline finds the same files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +32,45 @@ NLLB_TARGET_LANG = "eng_Latn"
 SUPPORTED_TYPES = {"marian": "marian", "m2m_100": "nllb"}
 # What a translation model needs; never pickled weights (*.bin), never Python files.
 FETCH_PATTERNS = ["*.json", "*.safetensors", "*.spm", "*.model", "*.txt"]
+WEIGHT_PATTERNS = ["*.safetensors", "model.safetensors.index.json"]
+# The names transformers looks for when it must load safetensors.
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLED_SUFFIXES = (".bin", ".h5", ".msgpack", ".ckpt", ".pt", ".pth")
+# The Hub's conversion bot and the title of its pull requests (as transformers checks them).
+CONVERSION_BOT = "SFconvertbot"
+CONVERSION_TITLE = "Adding `safetensors` variant of this model"
+MAX_DISCUSSIONS = 1000  # open pull requests read before giving up on finding the bot's
+STORE_FOLDER = "forumtranslate-models"  # under $HF_HOME: resolutions and combined folders
+RESOLUTION_FILE = "resolved-default.json"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model folder on disk and the commits its files come from.
+
+    ``revision`` is the commit of the configuration and tokenizer; ``weights_revision`` that
+    of the weights, which differs only when they come from the conversion bot's pull request
+    (``weights_ref``, e.g. ``refs/pr/2``). A local folder's revision is a hash of its files.
+    """
+
+    name: str
+    folder: Path
+    revision: str
+    weights_revision: str
+    weights_ref: str | None = None
+
+    @property
+    def label(self) -> str:
+        """One string naming both commits, for cache keys: ``main+weights`` or ``main``."""
+        if self.weights_revision == self.revision:
+            return self.revision
+        return f"{self.revision}+{self.weights_revision}"
+
+    def weights_record(self) -> dict[str, str] | None:
+        """What run.json records besides ``revision`` when the weights come from elsewhere."""
+        if self.weights_ref is None:
+            return None
+        return {"ref": self.weights_ref, "revision": self.weights_revision}
 
 
 @dataclass
@@ -37,6 +86,7 @@ class LoadedModel:
     device: str
     dtype: str
     forced_first_id: int | None  # NLLB's target-language token, else None
+    weights: dict[str, str] | None = None  # {"ref", "revision"} of weights not from `revision`
 
     @property
     def max_input_tokens(self) -> int:
@@ -50,6 +100,32 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def hf_home() -> Path:
+    """``$HF_HOME`` (default ``~/.cache/huggingface``), read at call time, as the Hub's
+    library reads it at import time: a test or a caller may change it in between."""
+    default = os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface"
+    )
+    return Path(os.environ.get("HF_HOME") or default).expanduser()
+
+
+def hub_cache() -> Path:
+    """The Hugging Face cache of downloaded repositories (``$HF_HUB_CACHE``, else
+    ``$HF_HOME/hub``)."""
+    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    return Path(explicit).expanduser() if explicit else hf_home() / "hub"
+
+
+def hub_endpoint() -> str:
+    """The Hub to ask (``$HF_ENDPOINT``, else huggingface.co): a mirror, or a test's stand-in."""
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def _repo_folder(name: str) -> str:
+    """The cache's folder name for a model id, as huggingface_hub spells it."""
+    return "models--" + name.replace("/", "--")
+
+
 def _how_to_provide(name: str) -> str:
     return (
         f"To use {name!r} here: on a machine with network access run "
@@ -59,48 +135,394 @@ def _how_to_provide(name: str) -> str:
     )
 
 
-def resolve_model_folder(name: str, revision: str | None = None) -> tuple[Path, str]:
-    """The local folder holding ``name`` and the revision to record for it.
+def _no_safetensors(name: str, where: str, extra: str = "") -> ModelNotAvailableError:
+    return ModelNotAvailableError(
+        f"{where} has no safetensors weights, and pickled weights (*.bin) are refused because "
+        "loading them can run code. Either convert it yourself, on a machine you trust: "
+        "model.save_pretrained(folder, safe_serialization=True), then --model folder; or "
+        "pass --revision with a branch, tag or pull request (refs/pr/N) that has "
+        f"model.safetensors{extra}",
+        name,
+    )
 
-    A local folder is used as it is (its revision is a hash of its files); a Hub id is taken
-    from the cache, and downloaded into it (with huggingface_hub's progress bar) only when
-    HF_HUB_OFFLINE is not set.
+
+def resolve_model(name: str, revision: str | None = None) -> ModelSource:
+    """The local folder holding ``name`` and the commits its files come from.
+
+    A local folder is used as it is (its revision is a hash of its files). A Hub id is
+    taken from the cache, and downloaded into it (with huggingface_hub's progress bars) only
+    when it is not there and HF_HUB_OFFLINE is not set. Without ``revision`` the weights may
+    come from the conversion bot's pull request (see the module's docstring); with one,
+    every file comes from that revision.
     """
     folder = Path(name).expanduser()
     if folder.is_dir():
         _check_model_folder(folder)
-        return folder, "local-sha256:" + _folder_hash(folder)
+        label = "local-sha256:" + _folder_hash(folder)
+        return ModelSource(name, folder, label, label)
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         raise ModelNotAvailableError(f"model folder {name!r} does not exist")
-    from huggingface_hub import snapshot_download
-
-    try:
-        path = snapshot_download(
-            name, revision=revision, allow_patterns=FETCH_PATTERNS, local_files_only=True
-        )
-    except Exception:  # not cached (huggingface_hub raises several kinds)
+    source = _cached_source(name, revision)
+    if source is None:
         if _offline():
             raise ModelNotAvailableError(
                 f"model {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is "
                 f"set, so it cannot be downloaded. {_how_to_provide(name)}"
-            ) from None
-        path = fetch_model(name, revision)
-    folder = Path(path)
-    _check_model_folder(folder, name)
-    return folder, folder.name  # snapshots/<commit hash>
+            )
+        source = fetch_model(name, revision)
+    _check_model_folder(source.folder, name)
+    return source
 
 
-def fetch_model(name: str, revision: str | None = None) -> Path:
-    """Download a model into the Hugging Face cache, for machines that will be offline."""
+def resolve_model_folder(name: str, revision: str | None = None) -> tuple[Path, str]:
+    """``resolve_model`` as (folder, one revision string naming both commits)."""
+    source = resolve_model(name, revision)
+    return source.folder, source.label
+
+
+def _cached_source(
+    name: str, revision: str | None, *, offline: bool | None = None
+) -> ModelSource | None:
+    """What the cache already holds for ``name`` at ``revision``, without the network;
+    None when it holds nothing usable and (unless ``offline``) a download may help."""
+    offline = _offline() if offline is None else offline
+    if revision is None:
+        source = _recorded_source(name)
+        if source is not None:
+            return source
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(name, revision=revision, allow_patterns=FETCH_PATTERNS))
+        path = snapshot_download(
+            name,
+            revision=revision,
+            allow_patterns=FETCH_PATTERNS,
+            local_files_only=True,
+            cache_dir=hub_cache(),
+        )
+    except Exception:  # not cached (huggingface_hub raises several kinds)
+        return None
+    folder = Path(path)
+    if not any(folder.glob("*.safetensors")):
+        if revision is None and not offline:
+            return None  # a download resolves the bot's conversion
+        where = f"the cached revision {revision or 'main'} ({folder.name[:12]})"
+        extra = ""
+        if revision is None:
+            extra = (
+                f"; or run `forumtranslate models fetch {name}` on a connected machine, which "
+                f"also fetches the safetensors of {CONVERSION_BOT}'s conversion pull request"
+            )
+        raise _no_safetensors(name, where, extra)
+    return ModelSource(name, folder, folder.name, folder.name)
+
+
+def fetch_model(name: str, revision: str | None = None) -> ModelSource:
+    """Download a model into the Hugging Face cache, for this run or for offline machines.
+
+    With ``revision``, every file comes from it. Without, from ``main`` when ``main`` has
+    safetensors weights; otherwise the weights come from the newest open pull request by
+    the conversion bot, titled as the bot titles them, whose pickled weights are
+    ``main``'s own, and the rest from ``main``.
+    """
+    from huggingface_hub import HfApi
+
+    try:
+        if revision is not None:
+            folder = _snapshot(name, revision, FETCH_PATTERNS)
+            if not any(folder.glob("*.safetensors")):
+                raise _no_safetensors(name, f"revision {revision} ({folder.name[:12]})")
+            return ModelSource(name, folder, folder.name, folder.name)
+        api = HfApi(endpoint=hub_endpoint())
+        info = api.model_info(name, revision="main", files_metadata=True)
+        main_files = {s.rfilename: s for s in info.siblings or ()}
+        if any(weight in main_files for weight in SAFE_WEIGHTS):
+            folder = _snapshot(name, "main", FETCH_PATTERNS)
+            source = ModelSource(name, folder, folder.name, folder.name)
+        else:
+            number, commit = _conversion_pull_request(api, name, main_files)
+            _tell(
+                f"{name}: main ({str(info.sha)[:12]}) has no safetensors weights; taking "
+                f"them from refs/pr/{number} ({commit[:12]}), the conversion of main's "
+                f"{', '.join(_pickled(main_files))} by {CONVERSION_BOT}, and the rest "
+                "from main"
+            )
+            source = _fetch_split(name, str(info.sha), number, commit)
+    except ModelNotAvailableError:
+        raise
     except Exception as err:
         raise ModelNotAvailableError(
-            f"could not download model {name!r} ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else 'no details'}). {_how_to_provide(name)}"
+            f"could not download model {name!r} ({_first_line(err)}). {_how_to_provide(name)}"
         ) from None
+    _record_source(source)
+    return source
+
+
+def _tell(message: str) -> None:
+    """A line for the person at the terminal, on stderr beside the download bars."""
+    print(f"forumtranslate: {message}", file=sys.stderr, flush=True)
+
+
+def _snapshot(
+    name: str, revision: str, patterns: list[str], ignore: list[str] | None = None
+) -> Path:
+    from huggingface_hub import snapshot_download
+
+    return Path(
+        snapshot_download(
+            name,
+            revision=revision,
+            allow_patterns=patterns,
+            ignore_patterns=ignore,
+            cache_dir=hub_cache(),
+            endpoint=hub_endpoint(),
+        )
+    )
+
+
+def _pickled(files: dict[str, Any]) -> list[str]:
+    return sorted(f for f in files if f.endswith(PICKLED_SUFFIXES))
+
+
+def _blob_id(sibling: Any) -> str | None:
+    """A file's content id on the Hub: the sha256 of an LFS file, else its git blob id."""
+    lfs = getattr(sibling, "lfs", None)
+    if lfs is not None:
+        return lfs.sha256 if hasattr(lfs, "sha256") else lfs.get("sha256")
+    return getattr(sibling, "blob_id", None)
+
+
+def _conversion_pull_request(api: Any, name: str, main_files: dict[str, Any]) -> tuple[int, str]:
+    """(number, commit) of the bot's open pull request that converts main's weights.
+
+    Only a pull request opened by the bot counts, as in transformers, so that nobody can
+    slip in weights by opening one with the same title; and only one whose pickled
+    weights are byte for byte main's (same sha256), so the safetensors are a conversion of
+    the weights that main holds now, not of older ones.
+    """
+    by_bot, by_others = [], 0
+    for count, pull in enumerate(
+        api.get_repo_discussions(name, discussion_type="pull_request", discussion_status="open")
+    ):
+        if count >= MAX_DISCUSSIONS:
+            break
+        if not (pull.is_pull_request and pull.status == "open" and pull.title == CONVERSION_TITLE):
+            continue
+        if pull.author == CONVERSION_BOT:
+            by_bot.append(pull.num)
+        else:
+            by_others += 1
+    pickled = _pickled(main_files)
+    stale = 0
+    for number in sorted(by_bot, reverse=True):
+        info = api.model_info(name, revision=f"refs/pr/{number}", files_metadata=True)
+        files = {s.rfilename: s for s in info.siblings or ()}
+        if not any(weight in files for weight in SAFE_WEIGHTS):
+            continue
+        if pickled and all(
+            f in files and _blob_id(files[f]) == _blob_id(main_files[f]) for f in pickled
+        ):
+            return number, str(info.sha)
+        stale += 1
+    notes = []
+    if by_others:
+        notes.append(
+            f"{by_others} open pull request(s) with the conversion title not opened by "
+            f"{CONVERSION_BOT} were not trusted"
+        )
+    if stale:
+        notes.append(f"{stale} by {CONVERSION_BOT} converted other weights than main's")
+    where = "main, and no open conversion pull request by " + CONVERSION_BOT + ","
+    if notes:
+        where = f"main ({'; '.join(notes)}), and nothing else"
+    raise _no_safetensors(name, where)
+
+
+def _fetch_split(name: str, main_commit: str, number: int, weights_commit: str) -> ModelSource:
+    """Download main's files but its weights, and the weights of pull request ``number``;
+    both pinned to the commits that were checked."""
+    main = _snapshot(name, main_commit, FETCH_PATTERNS, ignore=WEIGHT_PATTERNS)
+    weights = _snapshot(name, weights_commit, WEIGHT_PATTERNS)
+    _write_ref(name, "main", main_commit)
+    _write_ref(name, f"refs/pr/{number}", weights_commit)
+    folder = _combine(name, main, weights)
+    return ModelSource(name, folder, main_commit, weights_commit, f"refs/pr/{number}")
+
+
+def _write_ref(name: str, ref: str, commit: str) -> None:
+    """Name a downloaded commit in the cache (``refs/main``, ``refs/refs/pr/N``) as
+    huggingface_hub does, since a download pinned to a commit does not."""
+    path = hub_cache() / _repo_folder(name) / "refs" / ref
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file() or path.read_text() != commit:
+        path.write_text(commit)
+
+
+def _store(name: str) -> Path:
+    return hf_home() / STORE_FOLDER / _repo_folder(name)
+
+
+def _combine(name: str, main: Path, weights: Path) -> Path:
+    """One folder that transformers (and CTranslate2's converter) can load: links to the
+    main snapshot's files and to the pull request's weights, both in the Hub cache."""
+    target = _store(name) / f"{main.name}+{weights.name}"
+    wanted = {p.name: p for p in main.iterdir() if p.is_file() and p.name not in SAFE_WEIGHTS}
+    wanted.update({p.name: p for p in weights.iterdir() if p.is_file()})
+    if target.is_dir() and all((target / f).is_file() for f in wanted):
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    for file_name, source in wanted.items():
+        link = target / file_name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        try:
+            link.symlink_to(os.path.relpath(source, target))
+        except FileExistsError:  # another process made it meanwhile
+            continue
+        except OSError:  # no symlinks here (Windows without the privilege): copy
+            import shutil
+
+            shutil.copyfile(source, link)
+    return target
+
+
+def _record_source(source: ModelSource) -> None:
+    """Remember how ``source.name`` without a revision was resolved, for later runs and for
+    offline machines (the pull request's author cannot be checked offline)."""
+    from forumtranslate.storage import write_atomic
+
+    snapshots = hub_cache() / _repo_folder(source.name) / "snapshots"
+    record: dict[str, Any] = {
+        "model": source.name,
+        "revision": source.revision,
+        "weights_ref": source.weights_ref or "main",
+        "weights_revision": source.weights_revision,
+        "files": [],
+        "weights_files": [],
+    }
+    if source.weights_ref:
+        main, weights = snapshots / source.revision, snapshots / source.weights_revision
+        record["files"] = sorted(
+            p.name for p in main.iterdir() if p.is_file() and p.name not in SAFE_WEIGHTS
+        )
+        record["weights_files"] = sorted(p.name for p in weights.iterdir() if p.is_file())
+    path = _store(source.name) / RESOLUTION_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def _recorded_source(name: str) -> ModelSource | None:
+    """The resolution recorded by an earlier download, if its files are all still cached."""
+    path = _store(name) / RESOLUTION_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        snapshots = hub_cache() / _repo_folder(name) / "snapshots"
+        main = snapshots / record["revision"]
+        weights = snapshots / record["weights_revision"]
+        if record.get("weights_ref", "main") == "main":
+            return None  # main has safetensors: the cache's own refs/main finds it
+        needed = [main / f for f in record["files"]] + [
+            weights / f for f in record["weights_files"]
+        ]
+        if not record["weights_files"] or not all(p.is_file() for p in needed):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    folder = _combine(name, main, weights)
+    return ModelSource(name, folder, main.name, weights.name, str(record["weights_ref"]))
+
+
+@dataclass(frozen=True)
+class CachedRevision:
+    """One commit of a model in the Hugging Face cache."""
+
+    refs: tuple[str, ...]  # the branches or pull requests that pointed at it when fetched
+    commit: str
+    weights: tuple[tuple[str, int], ...]  # (file name, bytes) of its weights files
+    size: int  # bytes of all its cached files
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    """A model in the cache, and what a run without --revision would load offline."""
+
+    name: str
+    revisions: tuple[CachedRevision, ...]
+    ready: ModelSource | None
+    problem: str | None = None  # why it is not ready, when it is not
+
+
+def cached_models() -> list[CachedModel]:
+    """Every model in the Hugging Face cache (``hub_cache()``), by name: to check an offline
+    machine before a run."""
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        info = scan_cache_dir(hub_cache())
+    except Exception:  # no cache folder yet (CacheNotFound), or unreadable
+        return []
+    models = []
+    for repo in sorted(info.repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model":
+            continue
+        revisions = tuple(
+            CachedRevision(
+                refs=tuple(sorted(revision.refs)),
+                commit=revision.commit_hash,
+                weights=tuple(
+                    sorted(
+                        (f.file_name, f.size_on_disk)
+                        for f in revision.files
+                        if f.file_name.endswith((".safetensors", *PICKLED_SUFFIXES))
+                    )
+                ),
+                size=revision.size_on_disk,
+            )
+            for revision in sorted(repo.revisions, key=lambda r: (not r.refs, sorted(r.refs)))
+        )
+        try:
+            ready, problem = _cached_source(repo.repo_id, None, offline=True), None
+        except ModelNotAvailableError as err:
+            ready, problem = None, err.message
+        if ready is None and problem is None:
+            problem = "main is not cached"
+        models.append(CachedModel(repo.repo_id, revisions, ready, problem))
+    return models
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def format_cached_models(models: list[CachedModel], cache: Path) -> str:
+    """``models list``'s text: one block per model, one line per cached revision."""
+    if not models:
+        return f"no models in the Hugging Face cache at {cache}\n"
+    lines = [f"Hugging Face cache: {cache}"]
+    for model in models:
+        lines.append(model.name)
+        for revision in model.revisions:
+            weights = ", ".join(f"{name} ({_size(size)})" for name, size in revision.weights)
+            lines.append(
+                f"  {', '.join(revision.refs) or '(commit)':<12} {revision.commit[:12]}  "
+                f"{weights or 'no weights'}; {_size(revision.size)} in all"
+            )
+        ready = model.ready
+        if ready is None:
+            lines.append(f"  offline run: not ready: {model.problem}")
+        elif ready.weights_ref:
+            lines.append(
+                f"  offline run: weights from {ready.weights_ref} "
+                f"({ready.weights_revision[:12]}), the rest from main ({ready.revision[:12]})"
+            )
+        else:
+            lines.append(f"  offline run: all files from main ({ready.revision[:12]})")
+    return "\n".join(lines) + "\n"
 
 
 def _check_model_folder(folder: Path, name: str | None = None) -> None:
@@ -165,7 +587,8 @@ def load_model(
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    folder, resolved_revision = resolve_model_folder(name, revision)
+    source = resolve_model(name, revision)
+    folder = source.folder
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     except Exception as err:  # a broken config.json: transformers raises OSError or ValueError
@@ -207,7 +630,7 @@ def load_model(
             )
     return LoadedModel(
         name=name,
-        revision=resolved_revision,
+        revision=source.revision,
         family=family,
         folder=folder,
         model=model,
@@ -215,4 +638,5 @@ def load_model(
         device=device,
         dtype=dtype,
         forced_first_id=forced_first_id,
+        weights=source.weights_record(),
     )

@@ -283,7 +283,7 @@ class TransformersTranslator(Translator):
         import torch
         import transformers
 
-        return {
+        signature: dict[str, Any] = {
             "backend": "transformers",
             "model": self.loaded.name,
             "revision": self.loaded.revision,
@@ -294,6 +294,9 @@ class TransformersTranslator(Translator):
             "max_input_tokens": self.max_input_tokens,
             "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
         }
+        if self.loaded.weights is not None:  # weights from another commit than `revision`
+            signature["weights"] = self.loaded.weights
+        return signature
 
 
 class DecoderStepper:
