@@ -42,13 +42,15 @@ DATE = "2024-03-01T12:00:00.000Z"
 
 @dataclass
 class PullRequest:
-    """An open pull request: ``files`` added to (or replacing) main's."""
+    """A pull request: ``files`` added to (or replacing) those of ``base``, the main it was
+    branched from (default: main as it is now)."""
 
     num: int
     author: str
     title: str
     files: dict[str, bytes]
     status: str = "open"
+    base: dict[str, bytes] | None = None
 
 
 @dataclass
@@ -61,7 +63,8 @@ class StubRepo:
         """Branch and pull-request refs and their files."""
         refs = {"main": dict(self.main)}
         for pull in self.pulls:
-            refs[f"refs/pr/{pull.num}"] = {**self.main, **pull.files}
+            base = self.main if pull.base is None else pull.base
+            refs[f"refs/pr/{pull.num}"] = {**base, **pull.files}
         return refs
 
 

@@ -208,9 +208,10 @@ def test_no_safetensors_anywhere_is_a_clear_error(
     )
     assert result.exit_code == 2
     assert "Traceback" not in result.output
-    assert f"{REPO_ID}: main, and no open conversion pull request by SFconvertbot" in (
-        result.output
-    )
+    assert (
+        f"{REPO_ID}: neither main nor an open conversion pull request by SFconvertbot has "
+        "safetensors weights, and pickled weights (*.bin) are refused"
+    ) in result.output
     assert "safe_serialization=True" in result.output and "--revision" in result.output
     assert not hub.fetched("pytorch_model.bin")
 
@@ -218,15 +219,25 @@ def test_no_safetensors_anywhere_is_a_clear_error(
 def test_a_conversion_of_older_weights_is_not_used(serve, old_style_repo) -> None:
     """The bot's pull request was made from a .bin that main has since replaced."""
     main, safetensors = old_style_repo
-    older = dict(main, **{"pytorch_model.bin": main["pytorch_model.bin"] + b"older"})
-    bot = PullRequest(1, files={"model.safetensors": safetensors}, **BOT_PR)
-    repo = StubRepo(REPO_ID, main, [bot])
-    repo.main = main
-    hub = serve(repo)
-    bot.files["pytorch_model.bin"] = older["pytorch_model.bin"]
-    with pytest.raises(ModelNotAvailableError, match="converted other weights than main's"):
+    before = dict(main, **{"pytorch_model.bin": main["pytorch_model.bin"] + b"older"})
+    bot = PullRequest(1, files={"model.safetensors": safetensors}, base=before, **BOT_PR)
+    hub = serve(StubRepo(REPO_ID, main, [bot]))
+    with pytest.raises(ModelNotAvailableError, match="1 by SFconvertbot converted other weights"):
         load_model(REPO_ID, device="cpu")
     assert not hub.fetched("model.safetensors")
+
+
+def test_files_added_to_main_after_the_conversion_do_not_matter(serve, old_style_repo) -> None:
+    """opus-mt's main may have gained tf_model.h5 or a new README since the bot's pull
+    request: only the PyTorch weights it converted must be main's."""
+    main, safetensors = old_style_repo
+    bot = PullRequest(1, files={"model.safetensors": safetensors}, base=dict(main), **BOT_PR)
+    now = dict(main, **{"tf_model.h5": b"HDF5 weights", "README.md": b"# new card\n"})
+    hub = serve(StubRepo(REPO_ID, now, [bot]))
+    source = resolve_model(REPO_ID)
+    assert source.weights_ref == "refs/pr/1"
+    assert source.revision == hub.commit(REPO_ID, "main") != source.weights_revision
+    assert not hub.fetched("tf_model.h5")
 
 
 def test_revision_overrides_the_resolution(serve, old_style_repo) -> None:

@@ -135,9 +135,9 @@ def _how_to_provide(name: str) -> str:
     )
 
 
-def _no_safetensors(name: str, where: str, extra: str = "") -> ModelNotAvailableError:
+def _no_safetensors(name: str, problem: str, extra: str = "") -> ModelNotAvailableError:
     return ModelNotAvailableError(
-        f"{where} has no safetensors weights, and pickled weights (*.bin) are refused because "
+        f"{problem}, and pickled weights (*.bin) are refused because "
         "loading them can run code. Either convert it yourself, on a machine you trust: "
         "model.save_pretrained(folder, safe_serialization=True), then --model folder; or "
         "pass --revision with a branch, tag or pull request (refs/pr/N) that has "
@@ -206,7 +206,10 @@ def _cached_source(
     if not any(folder.glob("*.safetensors")):
         if revision is None and not offline:
             return None  # a download resolves the bot's conversion
-        where = f"the cached revision {revision or 'main'} ({folder.name[:12]})"
+        where = (
+            f"the cached revision {revision or 'main'} ({folder.name[:12]}) has no "
+            "safetensors weights"
+        )
         extra = ""
         if revision is None:
             extra = (
@@ -231,7 +234,9 @@ def fetch_model(name: str, revision: str | None = None) -> ModelSource:
         if revision is not None:
             folder = _snapshot(name, revision, FETCH_PATTERNS)
             if not any(folder.glob("*.safetensors")):
-                raise _no_safetensors(name, f"revision {revision} ({folder.name[:12]})")
+                raise _no_safetensors(
+                    name, f"revision {revision} ({folder.name[:12]}) has no safetensors weights"
+                )
             return ModelSource(name, folder, folder.name, folder.name)
         api = HfApi(endpoint=hub_endpoint())
         info = api.model_info(name, revision="main", files_metadata=True)
@@ -281,7 +286,13 @@ def _snapshot(
 
 
 def _pickled(files: dict[str, Any]) -> list[str]:
-    return sorted(f for f in files if f.endswith(PICKLED_SUFFIXES))
+    """The PyTorch pickles the bot converts: ``pytorch_model.bin``, or its shards and index
+    (main's TensorFlow or Flax weights, which it does not read, may differ)."""
+    return sorted(
+        f
+        for f in files
+        if f.startswith("pytorch_model") and f.endswith((".bin", ".bin.index.json"))
+    )
 
 
 def _blob_id(sibling: Any) -> str | None:
@@ -296,9 +307,9 @@ def _conversion_pull_request(api: Any, name: str, main_files: dict[str, Any]) ->
     """(number, commit) of the bot's open pull request that converts main's weights.
 
     Only a pull request opened by the bot counts, as in transformers, so that nobody can
-    slip in weights by opening one with the same title; and only one whose pickled
-    weights are byte for byte main's (same sha256), so the safetensors are a conversion of
-    the weights that main holds now, not of older ones.
+    slip in weights by opening one with the same title; and only one whose PyTorch weights
+    are byte for byte main's (same sha256), so the safetensors are a conversion of the
+    weights that main holds now, not of older ones.
     """
     by_bot, by_others = [], 0
     for count, pull in enumerate(
@@ -332,10 +343,11 @@ def _conversion_pull_request(api: Any, name: str, main_files: dict[str, Any]) ->
         )
     if stale:
         notes.append(f"{stale} by {CONVERSION_BOT} converted other weights than main's")
-    where = "main, and no open conversion pull request by " + CONVERSION_BOT + ","
-    if notes:
-        where = f"main ({'; '.join(notes)}), and nothing else"
-    raise _no_safetensors(name, where)
+    problem = (
+        "neither main nor an open conversion pull request by "
+        f"{CONVERSION_BOT} has safetensors weights"
+    )
+    raise _no_safetensors(name, problem + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 def _fetch_split(name: str, main_commit: str, number: int, weights_commit: str) -> ModelSource:
