@@ -295,3 +295,53 @@ def test_a_dropped_download_resumes_and_the_run_records_both_commits(
     cached = next((tmp_path / "hf" / "hub").rglob("model.safetensors"))
     assert cached.read_bytes() == safetensors
     assert (tmp_path / "run" / "scores.json").is_file()
+
+
+@pytest.mark.slow
+def test_models_fetch_says_what_came_from_where_then_offline_loads_it(
+    serve, tiny_nllb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NLLB's repository is laid out as opus-mt's: main pickled, the bot's PR safetensors."""
+    nllb = "facebook/nllb-200-distilled-600M"
+    main, safetensors = split_model_folder(tiny_nllb)
+    bot = PullRequest(39, files={"model.safetensors": safetensors}, **BOT_PR)
+    hub = serve(StubRepo(nllb, main, [bot]))
+    result = CliRunner().invoke(cli_main, ["models", "fetch", nllb])
+    assert result.exit_code == 0, result.output
+    main_commit, pr_commit = hub.commit(nllb, "main"), hub.commit(nllb, "refs/pr/39")
+    assert (
+        f"{nllb}: config and tokenizer from main ({main_commit}), "
+        f"weights from refs/pr/39 ({pr_commit})"
+    ) in result.output
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    requests = len(hub.requests)
+    loaded = load_model(nllb, device="cpu")
+    assert len(hub.requests) == requests  # from the cache alone
+    assert loaded.family == "nllb" and loaded.revision == main_commit
+    assert loaded.weights == {"ref": "refs/pr/39", "revision": pr_commit}
+    _assert_loaded_weights_are(loaded, safetensors)
+
+
+def test_offline_cache_with_only_mains_pickles_says_how_to_fetch(
+    serve, old_style_repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache filled by other tools (main only) cannot be completed offline."""
+    from huggingface_hub import snapshot_download
+
+    from forumtranslate.models import FETCH_PATTERNS, hub_cache
+
+    main, safetensors = old_style_repo
+    bot = PullRequest(1, files={"model.safetensors": safetensors}, **BOT_PR)
+    hub = serve(StubRepo(REPO_ID, main, [bot]))
+    snapshot_download(
+        REPO_ID, allow_patterns=FETCH_PATTERNS, cache_dir=hub_cache(), endpoint=hub.url
+    )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotAvailableError) as caught:
+        load_model(REPO_ID, device="cpu")
+    message = str(caught.value)
+    assert "the cached revision main" in message
+    assert f"forumtranslate models fetch {REPO_ID}" in message
+    listing = CliRunner().invoke(cli_main, ["models", "list"])
+    assert "offline run: not ready: the cached revision main" in listing.output
