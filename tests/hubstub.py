@@ -58,6 +58,7 @@ class StubRepo:
     repo_id: str
     main: dict[str, bytes]
     pulls: list[PullRequest] = field(default_factory=list)
+    discussions: bool = True  # False: turned off by the owner (403, as on the Hub)
 
     def refs(self) -> dict[str, dict[str, bytes]]:
         """Branch and pull-request refs and their files."""
@@ -208,6 +209,11 @@ def _handler_for(hub: StubHub) -> type[BaseHTTPRequestHandler]:
             if repo is None:
                 return
             if rest[:1] == ["discussions"]:
+                if not repo.discussions:
+                    self._error(
+                        403, "DiscussionsDisabled", "Discussions are disabled for this repo"
+                    )
+                    return
                 self._discussions(repo, query)
                 return
             if not rest or rest[0] in ("revision", "tree"):

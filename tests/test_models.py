@@ -123,16 +123,12 @@ def old_style_repo(tiny_marian: Path) -> tuple[dict[str, bytes], bytes]:
     return split_model_folder(tiny_marian)
 
 
-def _served_weights(content: bytes) -> dict:
-    from safetensors.torch import load
-
-    return load(content)
-
-
 def _assert_loaded_weights_are(loaded: LoadedModel, served: bytes) -> None:
     """The model holds exactly the tensors of the served safetensors file."""
+    from safetensors.torch import load
+
     state = loaded.model.state_dict()
-    tensors = _served_weights(served)
+    tensors = load(served)
     assert tensors
     for key, tensor in tensors.items():
         assert torch.equal(state[key], tensor), key
@@ -214,6 +210,13 @@ def test_no_safetensors_anywhere_is_a_clear_error(
     ) in result.output
     assert "safe_serialization=True" in result.output and "--revision" in result.output
     assert not hub.fetched("pytorch_model.bin")
+
+
+def test_a_repository_with_discussions_turned_off_has_no_conversion(serve, old_style_repo) -> None:
+    main, _ = old_style_repo
+    serve(StubRepo(REPO_ID, main, discussions=False))
+    with pytest.raises(ModelNotAvailableError, match="neither main nor an open conversion"):
+        resolve_model(REPO_ID)
 
 
 def test_a_conversion_of_older_weights_is_not_used(serve, old_style_repo) -> None:

@@ -311,18 +311,25 @@ def _conversion_pull_request(api: Any, name: str, main_files: dict[str, Any]) ->
     are byte for byte main's (same sha256), so the safetensors are a conversion of the
     weights that main holds now, not of older ones.
     """
+    from huggingface_hub.utils import HfHubHTTPError
+
     by_bot, by_others = [], 0
-    for count, pull in enumerate(
-        api.get_repo_discussions(name, discussion_type="pull_request", discussion_status="open")
-    ):
-        if count >= MAX_DISCUSSIONS:
-            break
-        if not (pull.is_pull_request and pull.status == "open" and pull.title == CONVERSION_TITLE):
-            continue
-        if pull.author == CONVERSION_BOT:
-            by_bot.append(pull.num)
-        else:
-            by_others += 1
+    pulls = api.get_repo_discussions(name, discussion_type="pull_request", discussion_status="open")
+    try:
+        for count, pull in enumerate(pulls):
+            if count >= MAX_DISCUSSIONS:
+                break
+            if not (
+                pull.is_pull_request and pull.status == "open" and pull.title == CONVERSION_TITLE
+            ):
+                continue
+            if pull.author == CONVERSION_BOT:
+                by_bot.append(pull.num)
+            else:
+                by_others += 1
+    except HfHubHTTPError as err:  # a repository with its discussions turned off
+        if err.response is None or err.response.status_code not in (403, 404):
+            raise
     pickled = _pickled(main_files)
     stale = 0
     for number in sorted(by_bot, reverse=True):
