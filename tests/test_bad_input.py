@@ -39,7 +39,7 @@ COMMAND = {
 JA = "data/ja/opening-onoda.txt"
 EN = "data/en/opening-onoda.txt"
 MANIFEST = "data/manifest.tsv"
-TERMS = "terms.tsv"  # line 3: national-security, a row of all seven fields
+TERMS = "terms.tsv"  # line 3: national-security, a row of all eight fields
 
 
 @dataclass
@@ -316,26 +316,26 @@ CASES = [
     Case(
         "glossary: a row with too few fields",
         edit_line(TERMS, 3, lambda row: row.rsplit(b"\t", 1)[0]),
-        f"{TERMS}:3: expected 7 tab-separated fields, found 6",
+        f"{TERMS}:3: expected 8 tab-separated fields, found 7",
     ),
     Case(
         "glossary: a row with too many fields",
         edit_line(TERMS, 3, lambda row: row + b"\tone too many"),
-        f"{TERMS}:3: expected 7 tab-separated fields, found 8",
+        f"{TERMS}:3: expected 8 tab-separated fields, found 9",
     ),
     Case(
         "glossary: a term that normalises to empty",
-        edit_field(TERMS, 3, 1, "\u3000"),
+        edit_field(TERMS, 3, 2, "\u3000"),
         f"{TERMS}:3: source '\\u3000' is empty once normalised",  # the cell, as repr() shows it
     ),
     Case(
         "glossary: a rendering that normalises to empty",
-        edit_field(TERMS, 3, 3, "\u00a0"),
+        edit_field(TERMS, 3, 4, "\u00a0"),
         f"{TERMS}:3: target '\\xa0' is empty once normalised",
     ),
     Case(
         "glossary: a variant that normalises to empty",
-        edit_field(TERMS, 3, 2, "安保 | \u3000"),
+        edit_field(TERMS, 3, 3, "安保 | \u3000"),
         f"{TERMS}:3: source_variants has an empty variant",
     ),
     Case("glossary: an empty id", edit_field(TERMS, 3, 0, ""), f"{TERMS}:3: empty required"),
