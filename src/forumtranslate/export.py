@@ -121,8 +121,8 @@ def from_spreadsheet_cell(text: str) -> str:
 
 
 def term_cell(bead: BeadView) -> str:
-    """Every glossary term of the bead with its verdict, e.g. ``経済安全保障 → economic
-    security: ok``, then any avoided rendering used."""
+    """Every glossary term of the bead with its kind and verdict, e.g. ``経済安全保障 →
+    economic security [term]: ok``, then any avoided rendering used."""
     items = [
         f"{term.source} → {term.target} [{term.kind}]: {'ok' if hit else 'MISSING'}"
         for sentence in bead.sentences
@@ -243,7 +243,8 @@ def export_tmx(view: RunView) -> str:
         if not bead.sentences or not bead.bead.ref:
             left_out += 1
             continue
-        tu = ET.SubElement(body, "tu", {"tuid": "+".join(bead.bead.src_seg_ids)})
+        tuid = xml_visible("+".join(bead.bead.src_seg_ids))[0]  # ids are checked; belt and braces
+        tu = ET.SubElement(body, "tu", {"tuid": tuid})
         tu_props = {
             "x-document": bead.bead.doc_id,
             "x-source-ids": " ".join(bead.bead.src_seg_ids),
