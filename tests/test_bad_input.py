@@ -296,6 +296,16 @@ CASES = [
         f"{MANIFEST}:3: duplicate doc_id 'opening-akazawa'",
     ),
     Case(
+        "manifest: a control character in a text field",
+        edit_field(MANIFEST, 3, 3, "Minister\x14"),
+        f"{MANIFEST}:3: role (column 4) has a control character U+0014",
+    ),
+    Case(
+        "manifest: a separator character that splitlines() would cut the row at",
+        edit_field(MANIFEST, 3, 4, "Opening\x1cremarks"),
+        f"{MANIFEST}:3: title (column 5) has a control character U+001C",
+    ),
+    Case(
         "manifest: a header and no rows",
         edit(MANIFEST, lambda raw: raw.split(b"\n")[0] + b"\n"),
         f"{MANIFEST}: lists no documents",
@@ -339,6 +349,11 @@ CASES = [
         f"{TERMS}:3: source_variants has an empty variant",
     ),
     Case("glossary: an empty id", edit_field(TERMS, 3, 0, ""), f"{TERMS}:3: empty required"),
+    Case(
+        "glossary: a control character in a term",
+        edit_field(TERMS, 3, 2, "国家\x07安全保障"),
+        f"{TERMS}:3: source has a control character U+0007",
+    ),
     # the model
     Case(
         "model: unknown id, offline",

@@ -318,6 +318,10 @@ def _row_problems(row: list[str], columns: tuple[str, ...] = COLUMNS) -> list[st
             problems.append(f"empty required field {name!r}")
         elif not nfkc(cells[name]).strip():
             problems.append(f"{name} {cells[name]!r} is empty once normalised")
+    for name, cell in cells.items():  # it would hide in a page and break an XML export
+        control = next((ch for ch in cell if unicodedata.category(ch) in ("Cc", "Cs")), None)
+        if control is not None:
+            problems.append(f"{name} has a control character U+{ord(control):04X}")
     if "kind" in cells and cells["kind"].strip() and cells["kind"].strip() not in KINDS:
         problems.append(f"kind {cells['kind'].strip()!r} is not one of {', '.join(KINDS)}")
     for name in LIST_COLUMNS:
@@ -454,9 +458,6 @@ def _cell_problems(name: str, cell: str) -> list[str]:
         items = [cell]
         if cell != cell.strip():
             problems.append(f"{name} has leading or trailing spaces: {cell!r}")
-    control = next((ch for ch in cell if unicodedata.category(ch) in ("Cc", "Cs")), None)
-    if control is not None:
-        problems.append(f"{name} has a control character U+{ord(control):04X}")
     if name == "id" and cell.strip() and not ID_PATTERN.fullmatch(cell.strip()):
         problems.append(f"id {cell.strip()!r}: use lower-case letters, digits and hyphens")
     if name != "note":  # a note is for people; only the terms must match as written
