@@ -39,7 +39,7 @@ COMMAND = {
 JA = "data/ja/opening-onoda.txt"
 EN = "data/en/opening-onoda.txt"
 MANIFEST = "data/manifest.tsv"
-TERMS = "terms.tsv"  # line 3: national-security, a row of all seven fields
+TERMS = "terms.tsv"  # line 3: national-security, a row of all eight fields
 
 
 @dataclass
@@ -296,6 +296,16 @@ CASES = [
         f"{MANIFEST}:3: duplicate doc_id 'opening-akazawa'",
     ),
     Case(
+        "manifest: a control character in a text field",
+        edit_field(MANIFEST, 3, 3, "Minister\x14"),
+        f"{MANIFEST}:3: role (column 4) has a control character U+0014",
+    ),
+    Case(
+        "manifest: a separator character that splitlines() would cut the row at",
+        edit_field(MANIFEST, 3, 4, "Opening\x1cremarks"),
+        f"{MANIFEST}:3: title (column 5) has a control character U+001C",
+    ),
+    Case(
         "manifest: a header and no rows",
         edit(MANIFEST, lambda raw: raw.split(b"\n")[0] + b"\n"),
         f"{MANIFEST}: lists no documents",
@@ -316,29 +326,34 @@ CASES = [
     Case(
         "glossary: a row with too few fields",
         edit_line(TERMS, 3, lambda row: row.rsplit(b"\t", 1)[0]),
-        f"{TERMS}:3: expected 7 tab-separated fields, found 6",
+        f"{TERMS}:3: expected 8 tab-separated fields, found 7",
     ),
     Case(
         "glossary: a row with too many fields",
         edit_line(TERMS, 3, lambda row: row + b"\tone too many"),
-        f"{TERMS}:3: expected 7 tab-separated fields, found 8",
+        f"{TERMS}:3: expected 8 tab-separated fields, found 9",
     ),
     Case(
         "glossary: a term that normalises to empty",
-        edit_field(TERMS, 3, 1, "\u3000"),
+        edit_field(TERMS, 3, 2, "\u3000"),
         f"{TERMS}:3: source '\\u3000' is empty once normalised",  # the cell, as repr() shows it
     ),
     Case(
         "glossary: a rendering that normalises to empty",
-        edit_field(TERMS, 3, 3, "\u00a0"),
+        edit_field(TERMS, 3, 4, "\u00a0"),
         f"{TERMS}:3: target '\\xa0' is empty once normalised",
     ),
     Case(
         "glossary: a variant that normalises to empty",
-        edit_field(TERMS, 3, 2, "安保 | \u3000"),
+        edit_field(TERMS, 3, 3, "安保 | \u3000"),
         f"{TERMS}:3: source_variants has an empty variant",
     ),
     Case("glossary: an empty id", edit_field(TERMS, 3, 0, ""), f"{TERMS}:3: empty required"),
+    Case(
+        "glossary: a control character in a term",
+        edit_field(TERMS, 3, 2, "国家\x07安全保障"),
+        f"{TERMS}:3: source has a control character U+0007",
+    ),
     # the model
     Case(
         "model: unknown id, offline",

@@ -529,11 +529,13 @@ CORPUS_CASES = {
         ["opening-tsutsui-014"],
         ["cptpp", "coercion", "coercion"],
     ),
-    "variant spelling デリスクング among seven terms": (
+    "variant spelling デリスクング among nine terms": (
         ["panel-4-036"],
         [
             "critical-minerals",
+            "semiconductors",
             "supply-disruption",
+            "industrial-base",
             "de-risking",
             "allies",
             "like-minded-countries",
@@ -549,8 +551,10 @@ CORPUS_CASES = {
             "strategic-autonomy",
             "critical-minerals",
             "stable-supply",
+            "diversification",
             "national-stockpile",
             "heavy-rare-earths",
+            "magnets",
         ],
     ),
     "short terms before the long ones that end in them (two sentences joined)": (

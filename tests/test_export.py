@@ -23,6 +23,7 @@ from forumtranslate.export import (
     export_xliff,
     from_spreadsheet_cell,
     import_postedits,
+    read_postedit_file,
     spreadsheet_cell,
 )
 from forumtranslate.review import (
@@ -120,6 +121,7 @@ XLIFF_ATTRIBUTES = {
     "segment": {"id", "canResegment", "state", "subState"},
     "source": {f"{XML}lang", f"{XML}space"},
     "target": {f"{XML}lang", f"{XML}space", "order"},
+    "cp": {"hex"},  # inline: a character XML cannot hold (section 4.3.1.1)
 }
 SEGMENT_STATES = {"initial", "translated", "reviewed", "final"}
 
@@ -176,6 +178,21 @@ def test_tsv_has_one_clean_row_per_bead(view: RunView, review_run: Path) -> None
     assert any("MISSING" in row[column["terms"]] for row in rows)
 
 
+def test_exports_show_each_terms_kind(view: RunView) -> None:
+    rows = tsv_rows(export_tsv(view).removeprefix("\ufeff"))
+    terms = " ".join(row[TSV_COLUMNS.index("terms")] for row in rows[1:])
+    assert "赤澤亮正 → AKAZAWA Ryosei [person]" in terms
+    assert (
+        "経済産業研究所 → Research Institute of Economy, Trade and Industry [organisation]" in terms
+    )
+    root = etree.fromstring(export_xliff(view).encode("utf-8"))
+    notes = [n.text for n in root.iter(f"{{{XLIFF_NS}}}note") if n.get("category") == "terminology"]
+    assert any(
+        n.startswith("経済産業大臣 → Minister of Economy, Trade and Industry (title)")
+        for n in notes
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "cell"),
     [
@@ -187,6 +204,15 @@ def test_tsv_has_one_clean_row_per_bead(view: RunView, review_run: Path) -> None
         ("'quoted'", "''quoted'"),
         ("経済安全保障", "経済安全保障"),
         ("", ""),
+        ("\tcmd", "'\tcmd"),  # a tab or CR first: some spreadsheets still run a formula
+        ("\r=1+1", "'\r=1+1"),
+        ("a\x14b", "a\\u{0014}b"),  # what XML cannot hold: escaped, visibly
+        ("\x00", "\\u{0000}"),
+        ("lone \ud800", "lone \\u{D800}"),
+        ("\uffff", "\\u{FFFF}"),
+        ("\\u{0041} stays", "\\u{005C}u{0041} stays"),  # the escape's own form is escaped
+        ("C:\\path\\u1", "C:\\path\\u1"),  # any other backslash is left alone
+        ("-\x1f", "'-\\u{001F}"),
     ],
 )
 def test_spreadsheet_cells_are_safe_and_round_trip(text: str, cell: str) -> None:
@@ -423,3 +449,154 @@ def test_bad_post_edit_files_name_file_and_line(
     result = CliRunner().invoke(main, ["postedit", "import", str(review_run), str(path)])
     assert result.exit_code == 2
     assert f"{path}:{line}:" in result.output
+
+
+# --- any text a model writes --------------------------------------------------------------
+
+C0 = "".join(chr(code) for code in range(0x20))
+NASTY = (
+    f"A{C0}B",  # every C0 control character, the three XML allows among them
+    "lone \ud800 and \udfff surrogates",
+    "nonchars \ufffe\uffff end",
+    "\u200fRTL\u202e marks\u202c ]]> <x/> &amp; ]]",
+    "=SUM(A1) \x14 formula",
+    "\r\tstarts with CR",
+)
+
+
+def xml_cannot_hold(char: str) -> bool:
+    """XML 1.0's Char production, written out here independently of the code under test."""
+    code = ord(char)
+    return not (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+def stand_in(text: str) -> str:
+    """What TMX writes for a character XML cannot hold: its control picture, or U+FFFD."""
+    return "".join(
+        (chr(0x2400 + ord(c)) if ord(c) < 0x20 else "\ufffd") if xml_cannot_hold(c) else c
+        for c in text
+    )
+
+
+@pytest.fixture(scope="module")
+def nasty_run(review_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The review run with every machine translation replaced by text no XML can hold."""
+    run = Path(shutil.copytree(review_run, tmp_path_factory.mktemp("nasty") / "run"))
+    lines = []
+    for k, record in enumerate(records(run)):
+        record["translation"] = NASTY[k % len(NASTY)]
+        lines.append(json.dumps(record))  # ASCII JSON: a lone surrogate is \\ud800
+    (run / "translations.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return run
+
+
+def xliff_text(element: etree._Element) -> str:
+    """The content of a source or target, ``<cp hex>`` read as XLIFF 2 defines it."""
+    parts = [element.text or ""]
+    for child in element:
+        assert local(child) == "cp", child.tag
+        parts += [chr(int(child.get("hex"), 16)), child.tail or ""]
+    return "".join(parts)
+
+
+def test_any_machine_output_exports_to_tsv(nasty_run: Path) -> None:
+    view = load_run_view(nasty_run, glossary_path=GLOSSARY)
+    text = export_tsv(view)
+    text.encode("utf-8")  # a lone surrogate would make the file unwritable
+    rows = tsv_rows(text.removeprefix("\ufeff"))
+    column = {name: k for k, name in enumerate(TSV_COLUMNS)}
+    beads = list(view.beads)
+    assert len(rows) == len(beads) + 1
+    for row, bead in zip(rows[1:], beads):
+        machine = join_english([s.translation for s in bead.sentences])
+        assert from_spreadsheet_cell(row[column["machine"]]) == machine
+        assert not any(xml_cannot_hold(c) for cell in row for c in cell)
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
+    assert any("\\u{0014}" in row[column["machine"]] for row in rows)
+
+
+def test_any_machine_output_exports_to_tmx_with_stand_ins_it_names(nasty_run: Path) -> None:
+    view = load_run_view(nasty_run, glossary_path=GLOSSARY)
+    data = export_tmx(view).encode("utf-8")
+    root = etree.fromstring(data)
+    assert etree.DTD(io.StringIO(TMX14_DTD)).validate(root)
+    pairs = [b for b in view.beads if b.sentences and b.bead.ref]
+    store = tmx_storage.tmxfile.parsestring(data)
+    assert len(store.units) == len(pairs) > 0
+    replaced_somewhere = False
+    for unit, tu, bead in zip(store.units, root.iter("tu"), pairs):
+        assert unit.source == join_japanese([s.source for s in bead.sentences])
+        assert unit.target == join_english(bead.bead.ref)
+        props = {p.get("type"): p.text for p in tu.iter("prop")}
+        machine = join_english([s.translation for s in bead.sentences])
+        assert props["x-machine-translation"] == stand_in(machine)
+        bad = list(dict.fromkeys(c for c in machine if xml_cannot_hold(c)))
+        if bad:
+            replaced_somewhere = True
+            listed = props["x-replaced-characters"]
+            assert all(f"U+{ord(c):04X}" in listed for c in bad), listed
+        else:
+            assert "x-replaced-characters" not in props
+    assert replaced_somewhere
+
+
+def test_any_machine_output_exports_to_xliff_as_cp_elements(nasty_run: Path) -> None:
+    view = load_run_view(nasty_run, glossary_path=GLOSSARY)
+    data = export_xliff(view).encode("utf-8")
+    root = etree.fromstring(data)
+    check_xliff2(root)
+    expected = {r["seg_id"]: r for r in records(nasty_run)}
+    targets = {
+        unit.get("id"): unit.find(f".//{{{XLIFF_NS}}}target")
+        for unit in root.iter(f"{{{XLIFF_NS}}}unit")
+    }
+    assert targets.keys() == expected.keys()
+    for seg_id, target in targets.items():
+        assert xliff_text(target) == expected[seg_id]["translation"]  # exact, CR included
+    hexes = {cp.get("hex") for cp in root.iter(f"{{{XLIFF_NS}}}cp")}
+    assert {f"{c:04X}" for c in range(0x20) if c not in (9, 10, 13)} <= hexes
+    assert {"D800", "DFFF", "FFFE", "FFFF"} <= hexes
+    # translate-toolkit reads every unit; a <cp> is an inline element it shows as nothing
+    store = xliff2_storage.Xliff2File.parsestring(data)
+    assert [u.getid() for u in store.units] == list(expected)
+    for unit in store.units:
+        record = expected[unit.getid()]
+        assert unit.source == record["source"]
+        visible = "".join(c for c in record["translation"] if not xml_cannot_hold(c))
+        assert unit.target == visible
+
+
+def test_the_importer_reads_cp_back(nasty_run: Path, tmp_path: Path) -> None:
+    """The XLIFF a reviewer returns untouched reads back as the machine output, control
+    characters and surrogates included (storing a lone surrogate is another matter:
+    postedits.jsonl is UTF-8, and no model's decoder can write one)."""
+    path = tmp_path / "back.xlf"
+    view = load_run_view(nasty_run, glossary_path=GLOSSARY)
+    path.write_bytes(export_xliff(view).encode("utf-8"))
+    postedits = read_postedit_file(path, nasty_run)
+    machine = {r["seg_id"]: r["translation"] for r in records(nasty_run)}
+    assert len(postedits) == len(machine)
+    for pe in postedits:
+        assert pe.post_edit == machine[pe.seg_ids[0]].strip()  # the reader strips the ends
+        assert pe.machine == machine[pe.seg_ids[0]]
+
+
+def test_manifest_text_with_a_control_character_is_refused(tmp_path: Path) -> None:
+    from forumtranslate.corpus import read_manifest
+
+    path = tmp_path / "manifest.tsv"
+    path.write_text(
+        "doc_id\tsection\tspeaker\trole\ttitle\tstart_time\n"
+        "a\tS\tX\tChair\tT\t13:00\n"
+        "b\tS\tX\tChair\x14\tT\t13:00\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError) as caught:
+        read_manifest(path)
+    assert (caught.value.path, caught.value.line) == (str(path), 3)
+    assert "role (column 4) has a control character U+0014" in caught.value.message

@@ -40,8 +40,10 @@ def write_tsv(tmp_path: Path, *rows: str, header: str = HEADER) -> Path:
     return path
 
 
-def row(*cells: str) -> str:
-    """A TSV row; missing optional cells are empty."""
+def row(*cells: str, kind: str = "term") -> str:
+    """A TSV row from id, source, source_variants, target, ... (the kind goes in after the
+    id); missing optional cells are empty."""
+    cells = (cells[0], kind, *cells[1:]) if cells else ()
     return "\t".join([*cells, *[""] * (len(COLUMNS) - len(cells))])
 
 
@@ -115,8 +117,8 @@ def test_format_glossary_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("rows", "line", "expected"),
     [
-        ([row("a", "あ", "", "a")[: -len("\t")]], 2, "expected 7 tab-separated fields, found 6"),
-        ([row("a", "あ", "", "a") + "\textra"], 2, "expected 7 tab-separated fields, found 8"),
+        ([row("a", "あ", "", "a")[: -len("\t")]], 2, "expected 8 tab-separated fields, found 7"),
+        ([row("a", "あ", "", "a") + "\textra"], 2, "expected 8 tab-separated fields, found 9"),
         ([row("a", "あ", "", "a"), "just one field"], 3, "found 1"),
         ([row("", "あ", "", "a")], 2, "empty required field 'id'"),
         ([row("a", "", "", "a")], 2, "empty required field 'source'"),
@@ -138,7 +140,7 @@ def test_load_errors_name_file_and_line(
 
 def test_load_error_on_wrong_header(tmp_path: Path) -> None:
     path = write_tsv(tmp_path, row("a", "あ", "", "a"), header="id\tsource\ttarget")
-    with pytest.raises(InputError, match=r"terms\.tsv:1: header must be id / source"):
+    with pytest.raises(InputError, match=r"terms\.tsv:1: header must be id / kind / source"):
         load_glossary(path)
 
 
@@ -310,7 +312,7 @@ GOOD = row("offtake", "オフテイク", "", "offtake")
 @pytest.mark.parametrize(
     ("rows", "expected"),
     [
-        ([GOOD, "offtake\tオフテイク"], ":3: error: expected 7 tab-separated fields, found 2"),
+        ([GOOD, "offtake\tオフテイク"], ":3: error: expected 8 tab-separated fields, found 2"),
         (
             [GOOD, row("offtake", "引取", "", "offtake")],
             ":3: error: duplicate id 'offtake' (line 2)",
@@ -379,6 +381,88 @@ def test_lint_wrong_header(tmp_path: Path) -> None:
     assert lint_errors(path) == [
         f"{path}:1: error: header must be {' / '.join(COLUMNS)}, found id / source"
     ]
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([row("a", "あ", "", "a", kind="")], ":2: error: empty required field 'kind'"),
+        (
+            [row("a", "あ", "", "a", kind="law")],
+            ":2: error: kind 'law' is not one of term, organisation, person, programme, title",
+        ),
+        (
+            [row("tsutsui", "筒井義信", "", "Yoshinobu Tsutsui", kind="person")],
+            ":2: error: person 'Yoshinobu Tsutsui': write a Japanese name FAMILY Given",
+        ),
+        (
+            [row("mori", "森田 隆之", "", "MORITA Takayuki", "Takayuki Morita", kind="person")],
+            ":2: error: person 'Takayuki Morita': write a Japanese name FAMILY Given",
+        ),
+        (
+            [row("klevis", "セブラニ・クレビス", "", "SEVRANI Klevis", kind="person")],
+            ":2: error: person 'SEVRANI Klevis': a non-Japanese name keeps its own order",
+        ),
+        ([row("a", "あ\x14", "", "a")], ":2: error: source has a control character U+0014"),
+        ([row("a", "あ", "", "a", "", "", "note\x07")], ":2: error: note has a control character"),
+    ],
+)
+def test_lint_checks_the_kind_and_names(tmp_path: Path, rows: list[str], expected: str) -> None:
+    path = write_tsv(tmp_path, *rows)
+    errors = lint_errors(path)
+    assert any(expected in error for error in errors), errors
+
+
+def test_lint_accepts_names_in_the_house_order(tmp_path: Path) -> None:
+    path = write_tsv(
+        tmp_path,
+        row("akazawa", "赤澤亮正", "赤澤 亮正", "AKAZAWA Ryosei", kind="person"),
+        row("abe", "安倍", "", "Abe", kind="person"),  # a family name alone, as running text
+        row("janne", "ヤンネ・カンカネン", "", "Janne Känkänen", kind="person"),
+        row(
+            "jogmec",
+            "エネルギー・金属鉱物資源機構",
+            "JOGMEC | JOCMEC",
+            "JOGMEC",
+            kind="organisation",
+        ),
+        row("chair", "会長", "", "Chair", kind="title"),
+        row("pli", "生産連動型インセンティブ", "", "production-linked incentive", kind="programme"),
+    )
+    assert lint_glossary(path) == []
+    assert [e.kind for e in load_glossary(path).entries] == [
+        "person",
+        "person",
+        "person",
+        "organisation",
+        "title",
+        "programme",
+    ]
+
+
+def test_a_glossary_without_the_kind_column_loads_as_terms_but_does_not_lint(
+    tmp_path: Path,
+) -> None:
+    """An older revision (the impact report's base) still loads; lint asks for the kind."""
+    legacy = "\t".join(c for c in COLUMNS if c != "kind")
+    path = write_tsv(tmp_path, "offtake\tオフテイク\t\tofftake\t\t\t", header=legacy)
+    (entry,) = load_glossary(path).entries
+    assert (entry.id, entry.source, entry.target, entry.kind) == (
+        "offtake",
+        "オフテイク",
+        "offtake",
+        "term",
+    )
+    assert lint_errors(path) == [
+        f"{path}:1: error: header has no kind column (add it after id: {' / '.join(COLUMNS)})"
+    ]
+
+
+def test_matches_carry_the_kind_but_compare_without_it() -> None:
+    entry = GlossaryEntry("meti", "経済産業省", "METI", kind="organisation")
+    (match,) = Glossary(entries=(entry,)).find_terms("経済産業省の発表")
+    assert match.kind == "organisation"
+    assert match == TermMatch("meti", "経済産業省", 0, 5, "METI", ("METI",))  # kind: no constraint
 
 
 def test_lint_a_note_may_hold_anything(tmp_path: Path) -> None:
@@ -477,6 +561,89 @@ def test_real_glossary_required_terms(source: str, target: str) -> None:
     assert len(glossary.entries) >= 60
     (match,) = glossary.find_terms(source)
     assert (match.source, match.target) == (source, target)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "entry_id", "kind", "target"),
+    [
+        ("筒井義信 日本経済団体連合会会長", "tsutsui-yoshinobu", "person", "TSUTSUI Yoshinobu"),
+        ("筒井 義信", "tsutsui-yoshinobu", "person", "TSUTSUI Yoshinobu"),
+        ("セブラニ・クレビス氏", "klevis-sevrani", "person", "Klevis Sevrani"),
+        ("ヤンネ・カンカネン氏", "janne-kankanen", "person", "Janne Känkänen"),
+        (
+            "日仏政府やJOCMECの支援",
+            "jogmec",
+            "organisation",
+            "Japan Organization for Metals and Energy Security",
+        ),
+        (
+            "経済産業研究所=RINETI=理事長",
+            "rieti",
+            "organisation",
+            "Research Institute of Economy, Trade and Industry",
+        ),
+        (
+            "英国は「サプライチェーンセンター」を",
+            "supply-chain-centre",
+            "organisation",
+            "Supply Chain Centre",
+        ),
+        (
+            "メイド・イン・オーストラリア・イニシアティブ",
+            "future-made-in-australia",
+            "programme",
+            "Future Made in Australia",
+        ),
+        ("理事長", "chairman", "title", "Chairman"),
+        ("半導体", "semiconductors", "term", "semiconductors"),
+        ("地政学的な", "geopolitics", "term", "geopolitics"),
+        ("量子技術", "quantum-technology", "term", "quantum technology"),
+        (
+            "産業・技術基盤強化",
+            "industrial-and-technological-foundations",
+            "term",
+            "industrial and technological foundations",
+        ),
+        (
+            "総合的なシンクタンク機能",
+            "comprehensive-think-tank",
+            "term",
+            "comprehensive think tank",
+        ),
+        ("自由貿易を守り", "free-trade", "term", "free trade"),
+        ("供給源の多角化", "diversification", "term", "diversification"),
+    ],
+)
+def test_real_glossary_names_and_recurring_terms(
+    sentence: str, entry_id: str, kind: str, target: str
+) -> None:
+    match = load_glossary(REAL).find_terms(sentence)[0]
+    assert (match.entry_id, match.kind, match.target) == (entry_id, kind, target)
+
+
+def test_real_glossary_every_speaker_is_a_person_row() -> None:
+    """Every speaker in the manifest is a person row whose target is the manifest's name."""
+    from forumtranslate.corpus import read_manifest
+
+    people = {e.target for e in load_glossary(REAL).entries if e.kind == "person"}
+    speakers = {i.speaker for i in read_manifest(ROOT / "data" / "manifest.tsv")} - {"-"}
+    assert speakers <= people, speakers - people
+
+
+def test_real_glossary_allows_no_loose_renderings() -> None:
+    """Rows the issue found too permissive: 'coercive' for 威圧行為, a refinery for refining,
+    and an everyday word as an avoid form."""
+    glossary = load_glossary(REAL)
+    assert "coercive" not in glossary.get("coercion").allowed
+    assert "refinery" not in glossary.get("refining").allowed
+    assert "intimidation" not in glossary.get("coercion").avoid
+    assert {e.kind for e in glossary.entries} == {
+        "term",
+        "organisation",
+        "person",
+        "programme",
+        "title",
+    }
 
 
 def test_real_glossary_nested_terms() -> None:

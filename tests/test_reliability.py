@@ -284,7 +284,9 @@ def test_ctrl_c_while_the_model_loads_says_how_to_resume(
 
 def edited_glossary(tmp: Path) -> str:
     copy = tmp / "terms.tsv"
-    copy.write_text(GLOSSARY.read_text(encoding="utf-8") + "new-term\t新用語\t\tnew term\t\t\t\n")
+    copy.write_text(
+        GLOSSARY.read_text(encoding="utf-8") + "new-term\tterm\t新用語\t\tnew term\t\t\t\n"
+    )
     return str(copy)
 
 

@@ -162,6 +162,16 @@ def test_text_is_escaped_and_problems_are_flagged(review_run: Path) -> None:
     assert sum(expected_problems(review_run)) == page.count('<li class="flag')
 
 
+def test_terms_show_their_kind(review_run: Path) -> None:
+    """A name is marked as what it names: the reviewer sees a person, not just a term."""
+    page = (review_run / "review.html").read_text(encoding="utf-8")
+    glossary = load_glossary(GLOSSARY)
+    for entry_id in ("akazawa-ryosei", "minister-of-economy-trade-and-industry", "rieti"):
+        entry = glossary.get(entry_id)
+        assert f"{entry.source} → {entry.target} [{entry.kind}: {entry.id}]" in page
+    assert "[term: economic-security]" in page
+
+
 @pytest.mark.parametrize(
     ("text", "spans", "expected"),
     [

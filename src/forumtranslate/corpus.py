@@ -8,12 +8,16 @@ mark, Unix line ends, not empty.
 from __future__ import annotations
 
 import csv
+import unicodedata
 from pathlib import Path
 
 from forumtranslate.errors import InputError
 from forumtranslate.records import Document, DocumentInfo
 
 MANIFEST_COLUMNS = ("doc_id", "section", "speaker", "role", "title", "start_time")
+# The columns that are text for people: they go into the review page, XLIFF notes and
+# TMX props, where a control character would make the file ill-formed or lie hidden.
+MANIFEST_TEXT = ("section", "speaker", "role", "title", "start_time")
 
 
 def read_text(path: str | Path, *, allow_empty: bool = False) -> str:
@@ -47,7 +51,7 @@ def read_text(path: str | Path, *, allow_empty: bool = False) -> str:
 def read_manifest(path: str | Path) -> list[DocumentInfo]:
     """Parse data/manifest.tsv; every row must have exactly the manifest's columns."""
     path = Path(path)
-    lines = read_text(path).splitlines()
+    lines = read_text(path).split("\n")  # not splitlines(): it also splits at U+001C, U+0085
     rows = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
     header = tuple(rows[0])
     if header != MANIFEST_COLUMNS:
@@ -66,6 +70,12 @@ def read_manifest(path: str | Path) -> list[DocumentInfo]:
                 line_no,
             )
         info = DocumentInfo(*(cell.strip() for cell in row))
+        for name in MANIFEST_TEXT:
+            problem = _text_problem(getattr(info, name))
+            if problem:
+                raise InputError(
+                    f"{name} (column {MANIFEST_COLUMNS.index(name) + 1}) {problem}", path, line_no
+                )
         if not info.doc_id:
             raise InputError("empty doc_id", path, line_no)
         if info.doc_id in seen:
@@ -75,6 +85,15 @@ def read_manifest(path: str | Path) -> list[DocumentInfo]:
     if not infos:
         raise InputError("lists no documents", path)
     return infos
+
+
+def _text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a line of text for people: a control character (C0, DEL,
+    C1) or a noncharacter (U+FFFE, U+FFFF); None if it can."""
+    for char in value:
+        if unicodedata.category(char) == "Cc" or char in "\ufffe\uffff":
+            return f"has a control character U+{ord(char):04X}; remove it"
+    return None
 
 
 def load_documents(data_dir: str | Path, language: str = "ja") -> list[Document]:

@@ -7,19 +7,26 @@ Three formats, each for its reader:
   column holding the machine output for the reviewer to correct in place. UTF-8 *with* a
   byte-order mark, because Excel reads a BOM-less file as the local ANSI code page and
   turns the Japanese into mojibake (LibreOffice and Python's ``utf-8-sig`` accept the BOM);
-  CRLF line ends as RFC 4180 has them; ``csv`` quoting. A text cell that starts with
-  ``= + - @`` (which a spreadsheet would run as a formula) or with ``'`` gets one leading
-  ``'``, and the importer removes it again, so every text survives the round trip.
+  CRLF line ends as RFC 4180 has them; ``csv`` quoting. Every cell that starts with
+  ``= + - @``, a tab or a carriage return (which a spreadsheet would run as a formula) or
+  with ``'`` gets one leading ``'``; a character XML cannot hold (a control character, a
+  lone surrogate) is written ``\\u{0014}``; the importer undoes both, so every text
+  survives the round trip.
   The bead's shape (1-1, 2-1) is left out: Excel turns "1-1" into a date.
 * **TMX 1.4b**, a translation memory: one ``<tu>`` per aligned bead pairing the Japanese
   with the *human reference* (a memory should hold approved translations); the machine
   output rides along in a ``<prop type="x-machine-translation">``, with the bead's ids and
   chrF2 in other ``x-`` props. Beads with no reference or no Japanese (1-0, 0-1) pair
-  nothing and are left out; the header's note counts them.
+  nothing and are left out; the header's note counts them. TMX has no element for a
+  character XML cannot hold, so one is written as a visible stand-in (␔ for U+0014) and
+  the unit's ``x-replaced-characters`` prop says which.
 * **XLIFF 2.0**, a bilingual file for CAT tools (OmegaT, Trados): one ``<file>`` per
   document, one ``<unit id=seg_id>`` per Japanese segment whose ``<target>`` is the
   machine output (``state="translated"``), with the reference of its bead and its glossary
-  terms as notes. A reviewer edits the targets and sends the file back.
+  terms (and their kind) as notes. A character XML cannot hold is a ``<cp hex>`` element
+  in a source or target, which the importer reads back; a note, which holds text only,
+  shows a visible stand-in and says so. A reviewer edits the targets and sends the file
+  back.
 
 Post-edits come back as that TSV (its ``post_edit`` column) or that XLIFF (its targets).
 Every row or unit with a non-empty post-edit counts as reviewed, unchanged ones included
@@ -53,6 +60,13 @@ from forumtranslate.review import (
     save_postedits,
 )
 from forumtranslate.storage import write_atomic
+from forumtranslate.xmltext import (
+    describe_replaced,
+    tsv_escape,
+    tsv_unescape,
+    xml_pieces,
+    xml_visible,
+)
 
 FORMATS = {"tsv": "tsv", "tmx": "tmx", "xliff": "xlf"}  # format -> file extension
 TSV_COLUMNS = (
@@ -70,8 +84,7 @@ TSV_COLUMNS = (
 )
 XLIFF_NS = "urn:oasis:names:tc:xliff:document:2.0"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
-_FORMULA_START = tuple("=+-@'")
-_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_FORMULA_START = tuple("=+-@'\t\r")
 _NMTOKEN = re.compile(r"[\w.:\-]+")
 
 
@@ -97,19 +110,21 @@ def write_export(
 
 
 def spreadsheet_cell(text: str) -> str:
-    """``text`` made safe from formula evaluation; ``from_spreadsheet_cell`` undoes it."""
+    """``text`` made safe from formula evaluation, with what XML cannot hold escaped;
+    ``from_spreadsheet_cell`` undoes both."""
+    text = tsv_escape(text)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def from_spreadsheet_cell(text: str) -> str:
-    return text[1:] if text.startswith("'") else text
+    return tsv_unescape(text[1:] if text.startswith("'") else text)
 
 
 def term_cell(bead: BeadView) -> str:
-    """Every glossary term of the bead with its verdict, e.g. ``経済安全保障 → economic
-    security: ok``, then any avoided rendering used."""
+    """Every glossary term of the bead with its kind and verdict, e.g. ``経済安全保障 →
+    economic security [term]: ok``, then any avoided rendering used."""
     items = [
-        f"{term.source} → {term.target}: {'ok' if hit else 'MISSING'}"
+        f"{term.source} → {term.target} [{term.kind}]: {'ok' if hit else 'MISSING'}"
         for sentence in bead.sentences
         for term, hit in zip(sentence.terms, sentence.found)
     ]
@@ -128,40 +143,58 @@ def export_tsv(view: RunView) -> str:
     writer.writerow(TSV_COLUMNS)
     for bead in view.beads:
         machine = join_english([s.translation for s in bead.sentences])
-        writer.writerow(
-            [
-                bead.bead.doc_id,
-                " ".join(bead.bead.src_seg_ids),
-                " ".join(bead.bead.ref_ids),
-                spreadsheet_cell(join_japanese([s.source for s in bead.sentences])),
-                spreadsheet_cell(machine),
-                spreadsheet_cell(join_english(bead.bead.ref)),
-                f"{bead.chrf:.2f}",
-                f"{bead.bleu:.2f}",
-                str(bead.problems),
-                spreadsheet_cell(term_cell(bead)),
-                spreadsheet_cell(machine) if bead.sentences else "",
-            ]
-        )
+        cells = [
+            bead.bead.doc_id,
+            " ".join(bead.bead.src_seg_ids),
+            " ".join(bead.bead.ref_ids),
+            join_japanese([s.source for s in bead.sentences]),
+            machine,
+            join_english(bead.bead.ref),
+            f"{bead.chrf:.2f}",
+            f"{bead.bleu:.2f}",
+            str(bead.problems),
+            term_cell(bead),
+            machine if bead.sentences else "",
+        ]
+        writer.writerow([spreadsheet_cell(cell) for cell in cells])
     return "\ufeff" + buffer.getvalue()
 
 
 # --- XML helpers -------------------------------------------------------------------------
 
 
-def _text(value: str, where: str) -> str:
-    """``value`` if XML 1.0 can hold it; else an error naming the segment."""
-    bad = _XML_INVALID.search(value)
-    if bad:
-        raise ForumTranslateError(
-            f"{where}: character U+{ord(bad.group()):04X} cannot be written in XML"
-        )
-    return value
+def _visible(value: str, replaced: dict[int, None]) -> str:
+    """``value`` with what XML cannot hold made visible; the code points go into
+    ``replaced`` so the writer can say so."""
+    text, codes = xml_visible(value)
+    replaced.update(dict.fromkeys(codes))
+    return text
 
 
-def _xml(root: ET.Element) -> str:
+def _mixed(element: ET.Element, value: str) -> None:
+    """``value`` as the content of ``element``: text, with a ``<cp hex>`` child for each
+    character XML cannot hold (XLIFF 2's inline element for them)."""
+    element.text = ""
+    last: ET.Element | None = None
+    for piece in xml_pieces(value):
+        if isinstance(piece, int):
+            last = ET.SubElement(element, _q("cp"), {"hex": f"{piece:04X}"})
+            last.tail = ""
+        elif last is None:
+            element.text += piece
+        else:
+            last.tail = (last.tail or "") + piece
+
+
+def _xml(root: ET.Element, fill: Sequence[tuple[ET.Element, str]] = ()) -> str:
+    """The document, indented; ``fill`` is mixed content set after indenting, which would
+    otherwise put whitespace into it. A carriage return in text is written ``&#13;``,
+    which a parser keeps (a literal one it reads as a line feed); ElementTree writes one in
+    an attribute that way already, and indenting adds none."""
     ET.indent(root, space=" ")
-    body = ET.tostring(root, encoding="unicode")
+    for element, value in fill:
+        _mixed(element, value)
+    body = ET.tostring(root, encoding="unicode").replace("\r", "&#13;")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
 
 
@@ -196,8 +229,13 @@ def export_tmx(view: RunView) -> str:
         "x-model-revision": str(translator.get("revision") or ""),
         "x-glossary-sha256": str((view.settings.get("glossary") or {}).get("sha256", "")),
     }
+    replaced: dict[int, None] = {}
     for kind, value in props.items():
-        ET.SubElement(header, "prop", {"type": kind}).text = value
+        ET.SubElement(header, "prop", {"type": kind}).text = _visible(value, replaced)
+    if replaced:
+        ET.SubElement(header, "prop", {"type": "x-replaced-characters"}).text = describe_replaced(
+            tuple(replaced)
+        )
     note = ET.SubElement(header, "note")
     body = ET.SubElement(root, "body")
     left_out = 0
@@ -205,31 +243,36 @@ def export_tmx(view: RunView) -> str:
         if not bead.sentences or not bead.bead.ref:
             left_out += 1
             continue
-        where = " ".join(bead.bead.src_seg_ids)
-        tu = ET.SubElement(body, "tu", {"tuid": "+".join(bead.bead.src_seg_ids)})
+        tuid = xml_visible("+".join(bead.bead.src_seg_ids))[0]  # ids are checked; belt and braces
+        tu = ET.SubElement(body, "tu", {"tuid": tuid})
         tu_props = {
             "x-document": bead.bead.doc_id,
             "x-source-ids": " ".join(bead.bead.src_seg_ids),
             "x-reference-ids": " ".join(bead.bead.ref_ids),
             "x-bead": bead.bead.kind,
             "x-chrF2": f"{bead.chrf:.2f}",
-            "x-machine-translation": _text(
-                join_english([s.translation for s in bead.sentences]), where
-            ),
+            "x-machine-translation": join_english([s.translation for s in bead.sentences]),
         }
-        for kind, value in tu_props.items():
-            ET.SubElement(tu, "prop", {"type": kind}).text = value
         sides = (
             ("ja", join_japanese([s.source for s in bead.sentences])),
             ("en", join_english(bead.bead.ref)),
         )
-        for lang, text in sides:
+        replaced = {}
+        for kind, value in tu_props.items():
+            ET.SubElement(tu, "prop", {"type": kind}).text = _visible(value, replaced)
+        segs = [(lang, _visible(text, replaced)) for lang, text in sides]
+        if replaced:  # TMX wants every prop before the first tuv
+            ET.SubElement(tu, "prop", {"type": "x-replaced-characters"}).text = describe_replaced(
+                tuple(replaced)
+            )
+        for lang, text in segs:
             tuv = ET.SubElement(tu, "tuv", {f"{{{XML_NS}}}lang": lang})
-            ET.SubElement(tuv, "seg").text = _text(text, where)
+            ET.SubElement(tuv, "seg").text = text
     note.text = (
         "Source: the Japanese of each aligned bead; target: its human reference translation. "
         "The machine translation is in the prop x-machine-translation. "
-        f"{left_out} beads with no reference or no Japanese are left out."
+        f"{left_out} beads with no reference or no Japanese are left out. "
+        "Characters XML cannot hold are shown by a stand-in, listed in x-replaced-characters."
     )
     return _xml(root)
 
@@ -249,6 +292,7 @@ def export_xliff(view: RunView) -> str:
     root = ET.Element(
         _q("xliff"), {"xmlns": XLIFF_NS, "version": "2.0", "srcLang": "ja", "trgLang": "en"}
     )
+    fill: list[tuple[ET.Element, str]] = []
     for document in view.documents:
         if not any(bead.sentences for bead in document.beads):
             continue  # a file needs a unit; this document has no Japanese segment
@@ -271,14 +315,26 @@ def export_xliff(view: RunView) -> str:
                 ("section", info.section),
             ):
                 if value and value != "-":
-                    ET.SubElement(notes, _q("note"), {"category": category}).text = value
+                    _note(notes, category, value)
         for bead in document.beads:
             for sentence in bead.sentences:
-                _xliff_unit(file, bead, sentence.seg_id)
-    return _xml(root)
+                fill += _xliff_unit(file, bead, sentence.seg_id)
+    return _xml(root, fill)
 
 
-def _xliff_unit(file: ET.Element, bead: BeadView, seg_id: str) -> None:
+def _note(notes: ET.Element, category: str, value: str) -> None:
+    """A note: XLIFF 2 notes hold text only, so what XML cannot hold is made visible and
+    the note says which characters were."""
+    replaced: dict[int, None] = {}
+    text = _visible(value, replaced)
+    if replaced:
+        text += f" [{describe_replaced(tuple(replaced))}]"
+    ET.SubElement(notes, _q("note"), {"category": category}).text = text
+
+
+def _xliff_unit(file: ET.Element, bead: BeadView, seg_id: str) -> list[tuple[ET.Element, str]]:
+    """Add the unit of ``seg_id``; return its source and target, to be filled in after
+    indenting."""
     sentence = next(s for s in bead.sentences if s.seg_id == seg_id)
     unit = ET.SubElement(file, _q("unit"), {"id": _nmtoken(seg_id, "segment id")})
     notes = ET.SubElement(unit, _q("notes"))
@@ -288,13 +344,16 @@ def _xliff_unit(file: ET.Element, bead: BeadView, seg_id: str) -> None:
         else ""
     )
     reference = join_english(bead.bead.ref)
-    note = ET.SubElement(notes, _q("note"), {"category": "reference"})
-    note.text = _text(
-        f"reference{shared}: {reference}" if reference else "no reference sentence", seg_id
+    _note(
+        notes,
+        "reference",
+        f"reference{shared}: {reference}" if reference else "no reference sentence",
     )
     for term, hit in zip(sentence.terms, sentence.found):
-        ET.SubElement(notes, _q("note"), {"category": "terminology"}).text = _text(
-            f"{term.source} → {term.target}" + ("" if hit else " (missing)"), seg_id
+        _note(
+            notes,
+            "terminology",
+            f"{term.source} → {term.target} ({term.kind})" + ("" if hit else " (missing)"),
         )
     translated = bool(sentence.translation)
     segment = ET.SubElement(
@@ -302,9 +361,10 @@ def _xliff_unit(file: ET.Element, bead: BeadView, seg_id: str) -> None:
         _q("segment"),
         {"state": "translated" if translated else "initial", "canResegment": "no"},
     )
-    ET.SubElement(segment, _q("source")).text = _text(sentence.source, seg_id)
+    fill = [(ET.SubElement(segment, _q("source")), sentence.source)]
     if translated:
-        ET.SubElement(segment, _q("target")).text = _text(sentence.translation, seg_id)
+        fill.append((ET.SubElement(segment, _q("target")), sentence.translation))
+    return fill
 
 
 # --- post-edits back in ------------------------------------------------------------------
@@ -384,7 +444,7 @@ def read_postedits_tsv(
             raise InputError(f"{len(row)} fields but the header has {len(header)}", path, start)
         row = row + [""] * (len(header) - len(row))
         post_edit = from_spreadsheet_cell(row[column["post_edit"]]).strip()
-        seg_ids = row[column["seg_ids"]].split()
+        seg_ids = from_spreadsheet_cell(row[column["seg_ids"]]).split()
         if not post_edit:
             continue
         if not seg_ids:

@@ -27,8 +27,23 @@ from forumtranslate.corpus import load_documents, read_text
 from forumtranslate.errors import InputError
 from forumtranslate.records import Document, TermMatch
 
-COLUMNS = ("id", "source", "source_variants", "target", "target_variants", "avoid", "note")
-REQUIRED = ("id", "source", "target")
+COLUMNS = (
+    "id",
+    "kind",
+    "source",
+    "source_variants",
+    "target",
+    "target_variants",
+    "avoid",
+    "note",
+)
+# The layout before the kind column; still read (every row a term) so that a glossary
+# from an older revision loads for the impact report, but lint asks for the kind.
+LEGACY_COLUMNS = tuple(name for name in COLUMNS if name != "kind")
+REQUIRED = ("id", "kind", "source", "target")
+# What an entry names: names are what MT gets most visibly wrong, and a reviewer (and a
+# CAT tool, via TBX) treats a person's or a body's name differently from a term.
+KINDS = ("term", "organisation", "person", "programme", "title")
 LIST_COLUMNS = ("source_variants", "target_variants", "avoid")
 VARIANT_SEPARATOR = " | "
 ID_PATTERN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -49,6 +64,7 @@ class GlossaryEntry:
     target_variants: tuple[str, ...] = ()
     avoid: tuple[str, ...] = ()
     note: str = ""
+    kind: str = "term"  # one of KINDS
     line: int = field(default=0, compare=False)  # where it stands in the file, for messages
 
     @property
@@ -133,6 +149,7 @@ class Glossary:
                     target=entry.target,
                     allowed=entry.allowed,
                     avoid=entry.avoid,
+                    kind=entry.kind,
                 )
             )
             i += len(form)
@@ -278,23 +295,35 @@ def _split_rows(text: str) -> list[tuple[int, list[str]]]:
     ]
 
 
-def _header_problem(row: list[str]) -> str | None:
-    if tuple(cell.strip() for cell in row) != COLUMNS:
-        return f"header must be {' / '.join(COLUMNS)}, found {' / '.join(row)}"
-    return None
+def _columns(row: list[str], *, legacy: bool = True) -> tuple[str, ...] | str:
+    """The layout a header row announces, or what is wrong with it."""
+    header = tuple(cell.strip() for cell in row)
+    if header == COLUMNS or (legacy and header == LEGACY_COLUMNS):
+        return header
+    if header == LEGACY_COLUMNS:
+        return f"header has no kind column (add it after id: {' / '.join(COLUMNS)})"
+    return f"header must be {' / '.join(COLUMNS)}, found {' / '.join(row)}"
 
 
-def _row_problems(row: list[str]) -> list[str]:
+def _row_problems(row: list[str], columns: tuple[str, ...] = COLUMNS) -> list[str]:
     """What makes a row unusable; a row with none of these can become an entry."""
-    if len(row) != len(COLUMNS):
-        return [f"expected {len(COLUMNS)} tab-separated fields, found {len(row)}"]
-    cells = dict(zip(COLUMNS, row, strict=True))
+    if len(row) != len(columns):
+        return [f"expected {len(columns)} tab-separated fields, found {len(row)}"]
+    cells = dict(zip(columns, row, strict=True))
     problems = []
     for name in REQUIRED:
+        if name not in cells:
+            continue  # a legacy file has no kind: every row is a term
         if cells[name] == "":
             problems.append(f"empty required field {name!r}")
         elif not nfkc(cells[name]).strip():
             problems.append(f"{name} {cells[name]!r} is empty once normalised")
+    for name, cell in cells.items():  # it would hide in a page and break an XML export
+        control = next((ch for ch in cell if unicodedata.category(ch) in ("Cc", "Cs")), None)
+        if control is not None:
+            problems.append(f"{name} has a control character U+{ord(control):04X}")
+    if "kind" in cells and cells["kind"].strip() and cells["kind"].strip() not in KINDS:
+        problems.append(f"kind {cells['kind'].strip()!r} is not one of {', '.join(KINDS)}")
     for name in LIST_COLUMNS:
         if cells[name].strip() and any(not nfkc(v).strip() for v in cells[name].split("|")):
             problems.append(f"{name} has an empty variant: {cells[name]!r}")
@@ -305,8 +334,8 @@ def _split_variants(cell: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in cell.split("|")) if cell.strip() else ()
 
 
-def _entry_from_row(row: list[str], line: int) -> GlossaryEntry:
-    cells = dict(zip(COLUMNS, row, strict=True))
+def _entry_from_row(row: list[str], line: int, columns: tuple[str, ...] = COLUMNS) -> GlossaryEntry:
+    cells = dict(zip(columns, row, strict=True))
     return GlossaryEntry(
         id=cells["id"].strip(),
         source=cells["source"].strip(),
@@ -315,6 +344,7 @@ def _entry_from_row(row: list[str], line: int) -> GlossaryEntry:
         target_variants=_split_variants(cells["target_variants"]),
         avoid=_split_variants(cells["avoid"]),
         note=cells["note"].strip(),
+        kind=cells.get("kind", "term").strip(),
         line=line,
     )
 
@@ -325,15 +355,15 @@ def load_glossary(path: str | Path) -> Glossary:
     text = read_text(path)
     rows = _split_rows(text)
     header_line, header = rows[0]
-    problem = _header_problem(header)
-    if problem:
-        raise InputError(problem, path, header_line)
+    columns = _columns(header)
+    if isinstance(columns, str):
+        raise InputError(columns, path, header_line)
     entries = []
     for line_no, row in rows[1:]:
-        problems = _row_problems(row)
+        problems = _row_problems(row, columns)
         if problems:
             raise InputError(problems[0], path, line_no)
-        entries.append(_entry_from_row(row, line_no))
+        entries.append(_entry_from_row(row, line_no, columns))
     return Glossary(entries=tuple(entries), path=str(path), text=text)
 
 
@@ -343,6 +373,7 @@ def format_glossary(entries: tuple[GlossaryEntry, ...] | list[GlossaryEntry]) ->
     for e in entries:
         cells = (
             e.id,
+            e.kind,
             e.source,
             VARIANT_SEPARATOR.join(e.source_variants),
             e.target,
@@ -389,8 +420,8 @@ def lint_glossary(path: str | Path, data_dir: str | Path | None = None) -> list[
         messages.append(LintMessage(str(path), line, "error", message))
 
     header_line, header = rows[0]
-    problem = _header_problem(header)
-    if problem:
+    problem = _columns(header, legacy=False)
+    if isinstance(problem, str):
         error(header_line, problem)
         return messages
     entries: list[GlossaryEntry] = []
@@ -406,6 +437,9 @@ def lint_glossary(path: str | Path, data_dir: str | Path | None = None) -> list[
             entries.append(_entry_from_row(row, line_no))
     for line_no, problem in _conflicts(entries):
         error(line_no, problem)
+    for entry in entries:
+        for problem in _name_order_problems(entry):
+            error(entry.line, problem)
     messages.sort(key=lambda message: message.line or 0)  # stable: a row's own order stays
     if data_dir is not None:
         glossary = Glossary(entries=tuple(entries), path=str(path))
@@ -430,6 +464,30 @@ def _cell_problems(name: str, cell: str) -> list[str]:
         for item in (item.strip() for item in items):
             if item != nfkc(item):
                 problems.append(f"{name} {item!r} is not NFKC-normalised (write {nfkc(item)!r})")
+    return problems
+
+
+_JAPANESE_NAME = re.compile(r"[\u3400-\u9fff\u3005]+(?:\s*[\u3040-\u309f\u3400-\u9fff\u3005]+)*")
+_FAMILY_GIVEN = re.compile(r"[A-Z][A-Z'-]+ [A-Z][a-z'-]+")  # AKAZAWA Ryosei
+
+
+def _name_order_problems(entry: GlossaryEntry) -> list[str]:
+    """A Japanese person's name (written in kanji) in the house order, FAMILY Given; any
+    other person's in their own order, so with no family name in capitals."""
+    if entry.kind != "person":
+        return []
+    japanese = _JAPANESE_NAME.fullmatch(nfkc(entry.source)) is not None
+    problems = []
+    for form in entry.allowed:
+        if " " not in form:
+            continue  # a family name alone (Prime Minister Abe), as running text has it
+        if japanese and not _FAMILY_GIVEN.fullmatch(form):
+            problems.append(f"person {form!r}: write a Japanese name FAMILY Given (AKAZAWA Ryosei)")
+        elif not japanese and _FAMILY_GIVEN.match(form):
+            problems.append(
+                f"person {form!r}: a non-Japanese name keeps its own order and case "
+                "(Klevis Sevrani)"
+            )
     return problems
 
 

@@ -63,6 +63,9 @@ class TermMatch:
     target: str  # the approved English
     allowed: tuple[str, ...] = field(default_factory=tuple)  # approved + acceptable variants
     avoid: tuple[str, ...] = field(default_factory=tuple)  # renderings that must not appear
+    # what the term names (glossary KINDS); shown to reviewers, no constraint on decoding,
+    # so it takes no part in comparing matches (a glossary change's impact)
+    kind: str = field(default="term", compare=False)
 
 
 @dataclass(frozen=True)

@@ -70,11 +70,13 @@ class TermFlag:
     target: str
     problem: str  # missing | avoid
     form: str = ""
+    kind: str = "term"  # the glossary entry's kind: a wrong name reads worse than a term
 
     def describe(self) -> str:
+        what = "" if self.kind == "term" else f" ({self.kind})"
         if self.problem == "avoid":
-            return f"avoid “{self.form}” for {self.source}: write “{self.target}”"
-        return f"missing “{self.target}” for {self.source}"
+            return f"avoid “{self.form}” for {self.source}{what}: write “{self.target}”"
+        return f"missing “{self.target}” for {self.source}{what}"
 
 
 @dataclass(frozen=True)
@@ -279,14 +281,14 @@ def _bead_view(
         found = tuple(check_terms(translation, terms))
         sentences.append(SentenceView(seg_id, source, translation, terms, found))
         flags += [
-            TermFlag(t.entry_id, t.source, t.target, "missing")
+            TermFlag(t.entry_id, t.source, t.target, "missing", kind=t.kind)
             for t, hit in zip(terms, found)
             if not hit
         ]
         for entry_id in dict.fromkeys(t.entry_id for t in terms):
             entry = glossary.get(entry_id)
             flags += [
-                TermFlag(entry.id, entry.source, entry.target, "avoid", form)
+                TermFlag(entry.id, entry.source, entry.target, "avoid", form, entry.kind)
                 for form in avoided_found(translation, entry)
             ]
     return BeadView(
@@ -349,10 +351,10 @@ def english_spans(text: str, entries: Sequence[GlossaryEntry]) -> list[Span]:
             for m in re.finditer(_form_pattern(form), norm, re.IGNORECASE):
                 if m.end() > m.start():
                     title = (
-                        f"{entry.source} → {entry.target} [{entry.id}]"
+                        f"{entry.source} → {entry.target} [{entry.kind}: {entry.id}]"
                         if css == "term"
                         else f"avoided rendering of {entry.source}: write “{entry.target}” "
-                        f"[{entry.id}]"
+                        f"[{entry.kind}: {entry.id}]"
                     )
                     spans.append(Span(starts[m.start()], ends[m.end() - 1], css, title))
     return spans
@@ -364,7 +366,7 @@ def japanese_spans(sentence: SentenceView) -> list[Span]:
             t.start,
             t.end,
             "term" if hit else "term miss",
-            f"{t.source} → {t.target} [{t.entry_id}]"
+            f"{t.source} → {t.target} [{t.kind}: {t.entry_id}]"
             + ("" if hit else ": missing from the machine translation"),
         )
         for t, hit in zip(sentence.terms, sentence.found)

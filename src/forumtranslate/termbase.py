@@ -34,6 +34,7 @@ from forumtranslate.glossary import (
 )
 from forumtranslate.records import Segment, TermMatch
 from forumtranslate.segment import segment_document
+from forumtranslate.xmltext import xml_visible
 
 if TYPE_CHECKING:  # translate imports torch; export and --no-translate need none of it
     from forumtranslate.translate import Translator
@@ -51,6 +52,8 @@ TBX_BASIC_SCHEMAS = (  # where validators find the dialect's schemas (TBX-Basic,
 PREFERRED = "preferredTerm-admn-sts"
 ADMITTED = "admittedTerm-admn-sts"
 DEPRECATED = "deprecatedTerm-admn-sts"
+NAME_KINDS = ("organisation", "person", "programme")  # TBX partOfSpeech: properNoun
+KIND_NOTE = "kind: "
 CSV_HEADER = ("ja", "en")
 
 
@@ -65,13 +68,17 @@ def to_tbx(glossary: Glossary) -> str:
 
     Japanese: the source is the preferred term, its variants admitted terms. English: the
     approved rendering is preferred, acceptable variants admitted, renderings to avoid
-    deprecated. The note goes on the concept. The header names the file and its SHA-256,
-    and nothing varies between exports of the same file, so exports can be diffed.
+    deprecated. The note goes on the concept, and after it a ``kind: …`` note; the terms
+    of a name (organisation, person, programme) are marked ``partOfSpeech`` properNoun,
+    TBX-Basic's category for names. The header names the file and its SHA-256, and
+    nothing varies between exports of the same file, so exports can be diffed.
     """
 
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -> ET.Element:
+        """TBX has no ``<cp>``: a character XML cannot hold (which lint refuses in the
+        glossary) is written as a visible stand-in rather than making the file unreadable."""
         element = ET.SubElement(parent, tag, attrib)
-        element.text = text
+        element.text = None if text is None else xml_visible(text)[0]
         return element
 
     # The namespace goes in as a plain xmlns attribute: ElementTree's default_namespace
@@ -90,6 +97,7 @@ def to_tbx(glossary: Glossary) -> str:
         concept = sub(body, "conceptEntry", id=concept_id(entry.id))
         if entry.note:
             sub(concept, "note", entry.note)
+        sub(concept, "note", KIND_NOTE + entry.kind)
         for lang, terms in (
             ("ja", [(entry.source, PREFERRED)] + [(v, ADMITTED) for v in entry.source_variants]),
             (
@@ -104,6 +112,8 @@ def to_tbx(glossary: Glossary) -> str:
                 term_sec = sub(lang_sec, "termSec")
                 sub(term_sec, "term", term)
                 sub(term_sec, "termNote", status, type="administrativeStatus")
+                if entry.kind in NAME_KINDS:
+                    sub(term_sec, "termNote", "properNoun", type="partOfSpeech")
     ET.indent(root)
     models = "".join(
         f'<?xml-model href="{href}" type="application/xml" schematypens="{ns}"?>\n'
@@ -200,7 +210,7 @@ def load_glossary_at(path: str | Path, rev: str) -> Glossary:
 
 # --- what changed --------------------------------------------------------------------
 
-FIELDS = ("source", "source_variants", "target", "target_variants", "avoid", "note")
+FIELDS = ("kind", "source", "source_variants", "target", "target_variants", "avoid", "note")
 
 
 @dataclass(frozen=True)
@@ -394,7 +404,7 @@ def _header(old: Glossary, new: Glossary, base: str) -> list[str]:
 
 
 def _entry_summary(entry: GlossaryEntry) -> str:
-    return f"{' / '.join(entry.sources)} → {' / '.join(entry.allowed)}"
+    return f"{' / '.join(entry.sources)} → {' / '.join(entry.allowed)} ({entry.kind})"
 
 
 def _diff_table(diff: GlossaryDiff) -> list[str]:
