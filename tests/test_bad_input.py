@@ -537,6 +537,16 @@ CASES = [
         write_config('[run]\nbeam_size = "4"\n'),
         "forumtranslate.toml: run.beam_size must be an integer",
     ),
+    Case(
+        "config: no threads",
+        write_config("[run]\nthreads = 0\n"),
+        "forumtranslate.toml: run.threads must be at least 1, not 0",
+    ),
+    Case(
+        "config: a negative beam (the command line's --beam would win)",
+        write_config("[run]\nbeam_size = -1\n"),
+        "forumtranslate.toml: run.beam_size must be at least 1, not -1",
+    ),
 ]
 
 
@@ -632,17 +642,17 @@ def exported(case: Path, fmt: str) -> Path:
 
 def edit_postedit(path: Path, row: int, value: str) -> None:
     """Write ``value`` raw (no quoting) as the post_edit cell of data row ``row``."""
-    lines = path.read_text(encoding="utf-8-sig").split("\r\n")
+    lines = path.read_bytes().decode("utf-8-sig").split("\r\n")
     cells = lines[row].split("\t")
     cells[-1] = value
     lines[row] = "\t".join(cells)
-    path.write_text("\r\n".join(lines), encoding="utf-8")
+    path.write_bytes("\r\n".join(lines).encode("utf-8"))
 
 
 @pytest.mark.parametrize(
     ("value", "line", "message"),
     [
-        ('"An unbalanced quote', 3, "a cell spans several lines (an unbalanced"),
+        ('"An unbalanced quote', 3, "not a well-formed TSV row ('\\t' expected after '\"')"),
         ('"An unbalanced quote at the end"', None, None),  # balanced: fine
         ('"with a\ttab"', 3, "the post-edit holds a tab"),
         ('"two\nlines"', 3, "a cell spans several lines"),
@@ -856,7 +866,7 @@ def test_numbers_out_of_range_are_refused(case: Path, args: list[str], option: s
 
 
 def test_a_glossary_cell_over_the_csv_field_limit_is_read(case: Path) -> None:
-    edit_field(TERMS, 3, 6, "a long note " * 20_000)(Folder(case, pytest.MonkeyPatch()))
+    edit_field(TERMS, 3, 6, " ".join(["a long note"] * 20_000))(Folder(case, pytest.MonkeyPatch()))
     result = CliRunner().invoke(main, ["glossary", "lint", TERMS, "--data", "data"])
     assert "Traceback" not in result.output
     assert result.exit_code in (0, 1), result.output  # 1: the corpus warnings of lint
@@ -864,7 +874,9 @@ def test_a_glossary_cell_over_the_csv_field_limit_is_read(case: Path) -> None:
 
 
 def test_a_manifest_cell_over_the_csv_field_limit_is_read(case: Path) -> None:
-    edit_field(MANIFEST, 3, 4, "A long title " * 20_000)(Folder(case, pytest.MonkeyPatch()))
+    edit_field(MANIFEST, 3, 4, " ".join(["A long title"] * 20_000))(
+        Folder(case, pytest.MonkeyPatch())
+    )
     args = Folder(case, pytest.MonkeyPatch()).args()
     args[args.index("run", 1)] = "run2"  # another run folder: the inputs changed
     result = CliRunner().invoke(main, [*args, "--no-score"])
@@ -1133,7 +1145,8 @@ def test_review_server_says_nothing_when_a_client_hangs_up(case: Path) -> None:
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/review.html", timeout=30)
         assert page.status == 200  # still serving
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)  # stops the server as Ctrl-C does
         _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0
     assert "Traceback" not in stderr.decode()
     assert "Exception" not in stderr.decode()

@@ -645,7 +645,8 @@ def review(
         server = ReviewServer(path, port)
         click.echo(f"serving {server.url} (this machine only); Ctrl-C stops")
         try:
-            server.serve_forever()
+            with _sigterm_as_interrupt():  # kill stops the server as Ctrl-C does
+                server.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:

@@ -52,7 +52,7 @@ from forumtranslate.review import (
     load_run_view,
     save_postedits,
 )
-from forumtranslate.storage import write_output
+from forumtranslate.storage import refuse_run_record, write_output
 
 FORMATS = {"tsv": "tsv", "tmx": "tmx", "xliff": "xlf"}  # format -> file extension
 TSV_COLUMNS = (
@@ -89,6 +89,7 @@ def write_export(
     view = load_run_view(run_dir, data_dir, glossary_path)
     text = {"tsv": export_tsv, "tmx": export_tmx, "xliff": export_xliff}[fmt](view)
     path = Path(out) if out is not None else Path(run_dir) / f"export.{FORMATS[fmt]}"
+    refuse_run_record(path, run_dir)
     write_output(path, text)
     return path
 

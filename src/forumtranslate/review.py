@@ -44,7 +44,13 @@ from forumtranslate.glossary import (
     load_glossary,
 )
 from forumtranslate.records import Bead, DocumentInfo, TermMatch
-from forumtranslate.storage import check_shape, dumps_line, write_atomic, write_output
+from forumtranslate.storage import (
+    check_shape,
+    dumps_line,
+    refuse_run_record,
+    write_atomic,
+    write_output,
+)
 
 REVIEW_FILE = "review.html"
 POSTEDITS_FILE = "postedits.jsonl"
@@ -778,6 +784,7 @@ def write_review(
     """Write the review page of a scored run (default ``RUN/review.html``); return its path."""
     view = load_run_view(run_dir, data_dir, glossary_path)
     path = Path(out) if out is not None else Path(run_dir) / REVIEW_FILE
+    refuse_run_record(path, run_dir)
     write_output(path, render_review(view))
     return path
 

@@ -97,25 +97,38 @@ def hold_folder(folder: str | Path) -> Iterator[None]:
 
 
 def open_own(path: str | Path, flags: int, mode: int = 0o644) -> int:
-    """``os.open`` that refuses a symbolic link: a run writes only in its own folder.
+    """``os.open`` of a regular file that refuses a symbolic link: a run writes only in its
+    own folder.
 
     A link planted in a run folder (``journal.jsonl`` -> a file elsewhere) would otherwise
-    make the run append to, or cut, whatever it points at.
+    make the run append to, or cut, whatever it points at; a FIFO or a device there would
+    hang it or write to the device.
     """
+    nonblocking = getattr(os, "O_NONBLOCK", 0)  # a FIFO would block the open
     try:
-        return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), mode)
+        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | nonblocking, mode)
     except OSError as err:
         if err.errno in (errno.ELOOP, errno.EMLINK):  # EMLINK: FreeBSD's O_NOFOLLOW
             refuse_link(path)
+        if err.errno == errno.ENXIO:  # a FIFO with no reader
+            raise ForumTranslateError("is not a regular file; remove it", path) from None
         raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ForumTranslateError("is not a regular file; remove it", path)
+    if nonblocking:
+        os.set_blocking(fd, True)
+    return fd
 
 
 def refuse_link(path: str | Path) -> None:
-    """The check of ``open_own`` for code that opens ``path`` itself."""
+    """The checks of ``open_own`` for code that opens ``path`` itself."""
     if Path(path).is_symlink():
         raise ForumTranslateError(
             "is a symbolic link; a run folder's files must be its own. Remove the link", path
         )
+    if Path(path).exists() and not Path(path).is_file():
+        raise ForumTranslateError("is not a regular file; remove it", path)
 
 
 def write_atomic(path: str | Path, text: str) -> None:
@@ -152,6 +165,30 @@ def write_output(path: str | Path, text: str) -> None:
             handle.write(text)
     except OSError as err:
         raise ForumTranslateError(f"cannot write: {err.strerror or err}", path) from None
+
+
+# The files that hold a run's results, which an export or a page written with -o must not
+# replace (a review page over translations.jsonl would lose the run).
+RUN_RECORDS = (
+    "run.json",
+    "journal.jsonl",
+    "translations.jsonl",
+    "translations.parquet",
+    "alignment.jsonl",
+    "scores.json",
+    "aligned.hyp.txt",
+    "aligned.ref.txt",
+    "postedits.jsonl",
+    "hter.json",
+    LOCK_FILE,
+)
+
+
+def refuse_run_record(path: str | Path, run_dir: str | Path) -> None:
+    """Refuse an output path that is one of ``run_dir``'s own records."""
+    path, run_dir = Path(path), Path(run_dir)
+    if path.name in RUN_RECORDS and path.parent.resolve() == run_dir.resolve():
+        raise ForumTranslateError("is one of the run's own files; write the output elsewhere", path)
 
 
 def remove_stale_temporaries(folder: str | Path, names: Iterable[str]) -> None:
