@@ -375,8 +375,9 @@ def _tsv_rows(text: str, path: Path) -> Iterator[tuple[int, list[str]]]:
         except StopIteration:
             return
         except csv.Error as err:
+            reason = str(err).replace("\t", "\\t")  # csv's message holds the tab itself
             raise InputError(
-                f'not a well-formed TSV row ({err}); is a " unbalanced?', path, start
+                f'not a well-formed TSV row ({reason}); is a " unbalanced?', path, start
             ) from None
         if any("\n" in cell or "\r" in cell for cell in row):
             raise InputError(
