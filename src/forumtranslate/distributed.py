@@ -221,6 +221,8 @@ def _documents(rows: Sequence[tuple[Any, Any]], path: Path, unit: str) -> list[D
             raise InputError(f"{where} ({doc_id}): has CR or CRLF line ends; convert to LF", path)
         if text.startswith("\ufeff"):
             raise InputError(f"{where} ({doc_id}): starts with a byte-order mark", path)
+        if "\x00" in text:
+            raise InputError(f"{where} ({doc_id}): holds a NUL character (U+0000)", path)
         seen.add(doc_id)
         info = DocumentInfo(doc_id, "", "", "", "", "")
         documents.append(Document(info=info, text=text, path=f"{path}#{doc_id}"))
