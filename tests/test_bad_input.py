@@ -488,6 +488,11 @@ CASES = [
         ".: the run folder holds the data folder data",
     ),
     Case(
+        "output folder inside the local model folder",
+        both(model_copy(lambda m: None), option("--out", "broken-model/run")),
+        "broken-model/run: the run folder is inside the model folder broken-model",
+    ),
+    Case(
         "run folder: journal.jsonl is a link to the user's file",
         link_outside("run/journal.jsonl"),
         "run/journal.jsonl: is a symbolic link",
@@ -975,12 +980,14 @@ def test_a_sentence_with_more_terms_than_the_decoder_has_positions(case: Path) -
     config = json.loads((case / "short-model" / "config.json").read_text())
     config["max_position_embeddings"] = 64
     (case / "short-model" / "config.json").write_text(json.dumps(config))
-    (case / JA).write_text("経済安全保障、" * 30 + "です。\n", encoding="utf-8")
+    # and a sentence with no term whose length limit (2 x 63 + 10) passes 64 too
+    long_without_terms = "あいうえおかきくけこ" * 6 + "。"
+    (case / JA).write_text("経済安全保障、" * 30 + f"です。\n{long_without_terms}\n")
     args = run_args(case, "run2", "--no-score", model="short-model")
 
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    [long] = [r for r in records_of(case / "run2") if r["doc_id"] == "opening-onoda"]
+    [long, _] = [r for r in records_of(case / "run2") if r["doc_id"] == "opening-onoda"]
     assert len(long["terms"]) == 30 and all(term["found"] for term in long["terms"])
     assert long["translation"].lower().count("economic security") >= 30
 

@@ -721,7 +721,7 @@ def run_ray(
         check_references(Path(source.path))
     out_dir = Path(config.out_dir)
     if Path(source.path).is_dir():  # a folder of documents, or a corpus
-        check_out_dir(out_dir, Path(source.path))
+        check_out_dir(out_dir, Path(source.path), config.model)
     with hold_folder(out_dir), ray_session(options.address), _Progress(progress) as bar:
         import ray
 

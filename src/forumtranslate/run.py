@@ -241,17 +241,23 @@ def make_translator(config: RunConfig) -> Translator:
     return getattr(importlib.import_module(module), function)(config)
 
 
-def check_out_dir(out_dir: Path, data_dir: Path) -> None:
-    """Refuse a run folder at, inside or above the data folder: its files would be read as
-    documents by every later command, and the data folder is the user's, not the run's."""
-    out, data = out_dir.resolve(), data_dir.resolve()
-    if out == data or out.is_relative_to(data) or data.is_relative_to(out):
-        where = "is" if out == data else "is inside" if out.is_relative_to(data) else "holds"
-        raise ForumTranslateError(
-            f"the run folder {where} the data folder {data_dir}; give --out a folder of its "
-            "own (default: runs/...)",
-            out_dir,
-        )
+def check_out_dir(out_dir: Path, data_dir: Path, model: str | None = None) -> None:
+    """Refuse a run folder at, inside or above the data folder (its files would be read as
+    documents by every later command, and the folder is the user's, not the run's), or a
+    local model folder (whose hash, its revision, would change with the run's files)."""
+    out = out_dir.resolve()
+    folders = [("data", data_dir)]
+    if model is not None and Path(model).expanduser().is_dir():
+        folders.append(("model", Path(model).expanduser()))
+    for what, folder in folders:
+        other = folder.resolve()
+        if out == other or out.is_relative_to(other) or other.is_relative_to(out):
+            where = "is" if out == other else "is inside" if out.is_relative_to(other) else "holds"
+            raise ForumTranslateError(
+                f"the run folder {where} the {what} folder {folder}; give --out a folder of "
+                "its own (default: runs/...)",
+                out_dir,
+            )
 
 
 def check_spelling(
@@ -318,7 +324,7 @@ def run(
     sources = prepare_sources(data_dir, glossary)
     if config.align_and_score:
         check_references(data_dir)
-    check_out_dir(out_dir, data_dir)
+    check_out_dir(out_dir, data_dir, config.model)
     _make_folder(out_dir)
     with hold_folder(out_dir):
         translator = translator or make_translator(config)
