@@ -661,11 +661,12 @@ def edit_postedit(path: Path, row: int, value: str) -> None:
         ('"An unbalanced quote at the end"', None, None),  # balanced: fine
         ('"with a\ttab"', 3, "the post-edit holds a tab"),
         ('"two\nlines"', 3, "a cell spans several lines"),
+        ('"a lone\rCR"', 3, "a cell spans several lines"),
         ('"closed" then more', 3, "not a well-formed TSV row"),
         ("with a NUL\x00", 3, "holds a NUL character"),
         ("x" * 140_000, 3, "not a well-formed TSV row (field larger than field limit"),
     ],
-    ids=["unbalanced", "balanced", "tab", "newline", "stray-quote", "NUL", "huge-cell"],
+    ids=["unbalanced", "balanced", "tab", "newline", "CR", "stray-quote", "NUL", "huge-cell"],
 )
 def test_postedit_tsv_is_parsed_strictly(
     case: Path, value: str, line: int | None, message: str | None
