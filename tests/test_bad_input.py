@@ -721,6 +721,17 @@ def test_bad_xliff_code_points_name_the_line(case: Path, cp: str, message: str) 
     assert folder_bytes(case / "run") == before
 
 
+@pytest.mark.parametrize("insert", ["\tand a tab", "\nand a line", '<cp hex="9"/>and a tab'])
+def test_an_xliff_post_edit_of_several_lines_names_its_unit(case: Path, insert: str) -> None:
+    xlf = exported(case, "xliff")
+    text = xlf.read_text(encoding="utf-8")
+    at = text.index("</target>")
+    unit_line = text[: text.rindex("<unit ", 0, at)].count("\n") + 1
+    xlf.write_text(text[:at] + insert + text[at:], encoding="utf-8")
+    result = CliRunner().invoke(main, ["postedit", "import", "run", str(xlf)])
+    one_line_error(result, f"{xlf}:{unit_line}: the post-edit holds a tab or a line break")
+
+
 def test_an_xliff_code_point_outside_xml_is_imported(case: Path) -> None:
     """What ``<cp>`` is for: a character XML cannot hold (here U+0001) comes back."""
     xlf = exported(case, "xliff")

@@ -548,6 +548,12 @@ def read_postedits_xliff(
         post_edit = " ".join(t.strip() for t in unit["target"] if t.strip())
         if not post_edit:
             continue
+        if any(char in post_edit for char in "\t\n\r"):  # as in the TSV
+            raise InputError(
+                "the post-edit holds a tab or a line break; a post-edit is one line of text",
+                path,
+                line,
+            )
         record = records.get(seg_id)
         if record is None:
             raise InputError(f"unit {seg_id!r} is not a segment of this run", path, line)
