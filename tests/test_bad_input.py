@@ -890,6 +890,7 @@ def test_a_glossary_cell_over_the_csv_field_limit_is_read(case: Path) -> None:
     assert f"{TERMS}: 0 error(s)" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_manifest_cell_over_the_csv_field_limit_is_read(case: Path) -> None:
     edit_field(MANIFEST, 3, 4, " ".join(["A long title"] * 20_000))(
         Folder(case, pytest.MonkeyPatch())
@@ -984,6 +985,7 @@ def records_of(folder: Path) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.slow
 def test_a_sentence_with_more_terms_than_the_decoder_has_positions(case: Path) -> None:
     """30 terms of 2-3 target tokens each, 90 tokens, in a model whose decoder has 64
     positions (Marian's positions are sinusoidal, not weights, so the copy loads): the
@@ -1011,6 +1013,7 @@ def test_a_sentence_with_more_terms_than_the_decoder_has_positions(case: Path) -
 LINE_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # \r is refused where text is read
 
 
+@pytest.mark.slow
 def test_line_breaking_characters_inside_sentences(case: Path) -> None:
     """Every character ``str.splitlines()`` splits at, inside a sentence: the run, its
     resume, the export, the post-edit import of that export and the review page all read
@@ -1054,24 +1057,30 @@ def byte_fallback_marian(tmp_path_factory: pytest.TempPathFactory) -> Path:
 UNSEEN = ("Känkänen", "€-security", "национальная безопасность")
 
 
-@pytest.mark.parametrize("target", UNSEEN)
+@pytest.mark.slow
 def test_terms_the_vocabulary_spells_in_bytes_are_enforced(
-    case: Path, byte_fallback_marian: Path, target: str
+    case: Path, byte_fallback_marian: Path
 ) -> None:
-    edit_field(TERMS, 3, 3, target)(Folder(case, pytest.MonkeyPatch()))
+    """The forms the fixture model cannot write (see CASES), as an approved rendering and
+    two variants: every one passes the check, and the term is forced into the output."""
+    folder = Folder(case, pytest.MonkeyPatch())
+    edit_field(TERMS, 3, 3, UNSEEN[0])(folder)
+    edit_field(TERMS, 3, 4, " | ".join(UNSEEN[1:]))(folder)
     (case / "bf-model").symlink_to(byte_fallback_marian, target_is_directory=True)
     result = CliRunner().invoke(main, run_args(case, "run2", "--no-score", model="bf-model"))
     assert result.exit_code == 0, result.output
-    terms = [t for r in records_of(case / "run2") for t in r["terms"]]
-    national = [t for t in terms if t["entry_id"] == "national-security"]
-    assert national and all(t["found"] for t in national)
-    assert all(
-        target in r["translation"]
+    with_term = [
+        r
         for r in records_of(case / "run2")
         if any(t["entry_id"] == "national-security" for t in r["terms"])
-    )
+    ]
+    assert with_term
+    for record in with_term:
+        assert all(t["found"] for t in record["terms"] if t["entry_id"] == "national-security")
+        assert any(form.lower() in record["translation"].lower() for form in UNSEEN)
 
 
+@pytest.mark.slow
 def test_unspellable_terms_can_be_allowed_and_are_recorded(case: Path) -> None:
     edit_field(TERMS, 3, 3, "Känkänen")(Folder(case, pytest.MonkeyPatch()))
     args = run_args(case, "run2", "--no-score", "--allow-unspellable-terms")
@@ -1106,6 +1115,7 @@ def subprocess_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_run_with_the_resume_message(case: Path, finished: Path) -> None:
     """kill (or a scheduler's stop) during translating: the batch in hand is finished,
     the message says how to resume, and the same command then ends as an uninterrupted run."""
@@ -1136,6 +1146,7 @@ def test_sigterm_stops_a_run_with_the_resume_message(case: Path, finished: Path)
     assert folder_bytes(case / "run") == folder_bytes(finished / "run")
 
 
+@pytest.mark.slow
 def test_review_server_says_nothing_when_a_client_hangs_up(case: Path) -> None:
     """A client that resets the connection in the middle of its request line, and one
     that hangs up before reading the page: no traceback on the server's stderr."""
