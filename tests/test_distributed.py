@@ -192,11 +192,18 @@ def test_every_input_format_reads_the_same_documents(small_corpus: Path, tmp_pat
         (['{"doc_id": "a", "text": "一。\\r\\n二。"}'], "CRLF"),
         (['{"doc_id": "a", "text": "  "}'], "empty"),
         (['{"doc_id": 7, "text": "一。"}'], "non-empty string"),
+        (['{"doc_id": "a", "text": "一\\u0000。"}'], "NUL character"),  # issue 16
+        (['{"doc_id": "a", "text": "一\u2028二。"}', '{"doc_id": "b", "text": "三。"}'], None),
     ],
 )
-def test_bad_table_rows_are_input_errors(lines: list[str], message: str, tmp_path: Path) -> None:
+def test_bad_table_rows_are_input_errors(
+    lines: list[str], message: str | None, tmp_path: Path
+) -> None:
     path = tmp_path / "docs.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if message is None:  # a line separator inside a text is no line break of the file
+        assert [d.doc_id for d in read_documents(InputSource(path))[1]] == ["a", "b"]
+        return
     with pytest.raises(InputError, match=message):
         read_documents(InputSource(path))
 

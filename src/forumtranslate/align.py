@@ -62,7 +62,7 @@ import numpy as np
 from forumtranslate.corpus import read_text
 from forumtranslate.errors import InputError
 from forumtranslate.records import Bead
-from forumtranslate.storage import read_jsonl, write_atomic
+from forumtranslate.storage import check_shape, read_jsonl, write_atomic
 
 BEAD_SHAPES: tuple[tuple[int, int], ...] = ((1, 1), (1, 0), (0, 1), (2, 1), (1, 2), (2, 2))
 
@@ -628,6 +628,16 @@ def perturb_sentences(
 
 
 TRANSLATION_KEYS = ("doc_id", "seg_id", "index", "source", "translation")
+# The JSON types of a translations.jsonl record, as ``run.translation_records`` writes them.
+TRANSLATION_SHAPE = {
+    "doc_id": str,
+    "seg_id": str,
+    "index": int,
+    "kind": str,
+    "source": str,
+    "translation": str,
+    "terms": [{"entry_id": str, "source": str, "target": str, "found": bool}],
+}
 
 
 def read_translations(run_dir: Path) -> list[dict[str, Any]]:
@@ -638,6 +648,7 @@ def read_translations(run_dir: Path) -> list[dict[str, Any]]:
         missing = [key for key in TRANSLATION_KEYS if key not in record]
         if missing:
             raise InputError(f"record lacks {', '.join(missing)}", path, line_no)
+        check_shape(record, TRANSLATION_SHAPE, path, line_no)
     if not records:
         raise InputError("holds no translations", path)
     return records
@@ -652,6 +663,7 @@ def run_data_dir(run_dir: Path) -> Path:
         raise InputError(f"not valid JSON: {err.msg}", path, err.lineno) from None
     if not isinstance(meta, dict) or not meta.get("data_dir"):
         raise InputError("has no data_dir; pass the corpus folder explicitly", path)
+    check_shape(meta, {"data_dir": str}, path)
     return Path(meta["data_dir"])
 
 
@@ -729,10 +741,22 @@ def write_beads(path: Path, beads: Iterable[Bead]) -> None:
     write_atomic(path, "".join(lines))
 
 
+BEAD_SHAPE = {
+    "doc_id": str,
+    "src_seg_ids": [str],
+    "hyp": [str],
+    "ref": [str],
+    "ref_ids": [str],
+    "kind": str,
+    "similarity": float,
+}
+
+
 def read_beads(path: Path) -> list[Bead]:
     """Read an ``alignment.jsonl`` back into beads."""
     beads = []
     for line_no, rec in enumerate(read_jsonl(path), start=1):
+        check_shape(rec, BEAD_SHAPE, path, line_no)
         try:
             beads.append(
                 Bead(

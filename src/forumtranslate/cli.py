@@ -10,8 +10,10 @@ from __future__ import annotations
 import errno
 import functools
 import re
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -127,6 +129,12 @@ def segment(path: Path, lang: str | None) -> None:
 )
 @click.option("--no-score", is_flag=True, help="Translate only; skip alignment and scoring.")
 @click.option(
+    "--allow-unspellable-terms",
+    is_flag=True,
+    help="A hard term the model's vocabulary cannot spell is a warning, translated "
+    "unconstrained and recorded as unspellable (default: an error).",
+)
+@click.option(
     "--engine",
     type=click.Choice(["local", "ray"]),
     default="local",
@@ -159,7 +167,9 @@ def segment(path: Path, lang: str | None) -> None:
 @click.option("--id-column", default="doc_id", show_default=True, help="ray: --input's id column.")
 @click.option("--text-column", default="text", show_default=True, help="ray: --input's text.")
 @user_errors
-def run(config_path: Path, no_score: bool, engine: str, **options: Any) -> None:
+def run(
+    config_path: Path, no_score: bool, allow_unspellable_terms: bool, engine: str, **options: Any
+) -> None:
     """Translate the corpus under the glossary, then align and score it.
 
     Reads data/manifest.tsv and data/ja/, writes a run folder (default runs/<model>-...):
@@ -205,13 +215,15 @@ def run(config_path: Path, no_score: bool, engine: str, **options: Any) -> None:
         compute_type=settings.get("compute_type", "default"),
         inter_threads=settings.get("inter_threads", 1),
         intra_threads=settings.get("threads", 0),
+        allow_unspellable_terms=allow_unspellable_terms,
     )
     try:
-        if engine == "ray":
-            result = _run_on_ray(config, settings.get("threads"), **ray_options)
-        else:
-            result = run_job(config)
-    except KeyboardInterrupt:  # Ctrl-C outside a batch (loading, aligning, scoring)
+        with _sigterm_as_interrupt():
+            if engine == "ray":
+                result = _run_on_ray(config, settings.get("threads"), **ray_options)
+            else:
+                result = run_job(config)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM outside a batch (loading, aligning, scoring)
         raise RunInterrupted(
             "interrupted; finished batches are saved, run the same command again to resume",
             config.out_dir,
@@ -224,6 +236,26 @@ def run(config_path: Path, no_score: bool, engine: str, **options: Any) -> None:
         from forumtranslate.score import format_scores
 
         click.echo(format_scores(result.scores, documents=False))
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (kill, a scheduler's stop) ends a run as Ctrl-C does, with the message that
+    says how to resume, instead of silently; while translating, the run's own handler
+    finishes the batch in hand first."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, AttributeError):  # not the main thread, or no SIGTERM
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 RAY_ONLY = ("address", "actors", "gpus_per_actor", "input_path")
@@ -364,14 +396,14 @@ def glossary_export(path: Path, fmt: str, output: Path | None) -> None:
     """Write PATH (default glossary/terms.tsv) as TBX for CAT tools, or as CSV for machine
     translation services' glossaries."""
     from forumtranslate.glossary import load_glossary
-    from forumtranslate.storage import write_atomic
+    from forumtranslate.storage import write_output
     from forumtranslate.termbase import export_glossary
 
     text = export_glossary(load_glossary(path), fmt)
     if output is None:
         click.echo(text, nl=False)
     else:
-        write_atomic(output, text)
+        write_output(output, text)
 
 
 @glossary.command("impact")
@@ -496,7 +528,12 @@ def align(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of a table.")
 @click.option(
-    "-w", "--width", type=int, default=1, show_default=True, help="Decimals, as sacrebleu's -w."
+    "-w",
+    "--width",
+    type=click.IntRange(0, 20),
+    default=1,
+    show_default=True,
+    help="Decimals, as sacrebleu's -w.",
 )
 @user_errors
 def score(
@@ -534,14 +571,27 @@ def score(
     help="Paired bootstrap resampling (bs), approximate randomization (ar), or both.",
 )
 @click.option(
-    "--n-bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples."
+    "--n-bootstrap",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples.",
 )
 @click.option(
-    "--n-trials", type=int, default=10000, show_default=True, help="Randomization trials."
+    "--n-trials",
+    type=click.IntRange(min=1),
+    default=10000,
+    show_default=True,
+    help="Randomization trials.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of a table.")
 @click.option(
-    "-w", "--width", type=int, default=1, show_default=True, help="Decimals in the table."
+    "-w",
+    "--width",
+    type=click.IntRange(0, 20),
+    default=1,
+    show_default=True,
+    help="Decimals in the table.",
 )
 @user_errors
 def compare(
@@ -615,7 +665,8 @@ def review(
         server = ReviewServer(path, port)
         click.echo(f"serving {server.url} (this machine only); Ctrl-C stops")
         try:
-            server.serve_forever()
+            with _sigterm_as_interrupt():  # kill stops the server as Ctrl-C does
+                server.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:

@@ -28,6 +28,7 @@ RUN_KEYS = {
     "glossary": str,
     "out": str,
 }
+AT_LEAST_ONE = ("threads", "beam_size", "max_batch_tokens")
 
 
 def load_run_config(path: str | Path = CONFIG_FILE) -> dict[str, Any]:
@@ -55,4 +56,6 @@ def load_run_config(path: str | Path = CONFIG_FILE) -> dict[str, Any]:
             wanted = RUN_KEYS[key]
             kind = {int: "an integer", str: "a string"}.get(wanted, f"a {wanted.__name__}")
             raise InputError(f"run.{key} must be {kind}", path)
+        if key in AT_LEAST_ONE and value < 1:  # as the command line's options require
+            raise InputError(f"run.{key} must be at least 1, not {value}", path)
     return table

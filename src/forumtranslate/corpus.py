@@ -2,12 +2,13 @@
 
 All text enters the program through ``read_text`` so that every input file gets the same
 checks: strict UTF-8 (an error names the file and line of the first bad byte), no byte-order
-mark, Unix line ends, not empty.
+mark, Unix line ends, no NUL character, not empty. Lines are split at "\n" alone, never with
+``str.splitlines()``, which also splits at U+2028, U+0085 and other characters that may
+stand inside a sentence.
 """
 
 from __future__ import annotations
 
-import csv
 import unicodedata
 from pathlib import Path
 
@@ -43,16 +44,35 @@ def read_text(path: str | Path, *, allow_empty: bool = False) -> str:
     if "\r" in text:
         line = text[: text.index("\r")].count("\n") + 1
         raise InputError("has Windows (CRLF) or old Mac (CR) line ends; convert to LF", path, line)
+    if "\x00" in text:  # no export format can hold it, and C libraries stop at it
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise InputError("holds a NUL character (U+0000); remove it", path, line)
     if not allow_empty and not text.strip():
         raise InputError("is empty", path)
     return text
 
 
+def check_doc_id(doc_id: str) -> str | None:
+    """Why ``doc_id`` cannot name a document (None if it can).
+
+    It becomes a file name (``ja/<id>.txt``), a run's segment ids and an XML id, so it is
+    letters, digits, ``.``, ``_`` and ``-`` only, starting with a letter or digit: no
+    ``/`` or ``..`` that would reach outside ``ja/``, no space that would split an id list.
+    """
+    if not doc_id:
+        return "empty doc_id"
+    if not doc_id[0].isalnum() or not all(ch.isalnum() or ch in "._-" for ch in doc_id):
+        return (
+            f"doc_id {doc_id!r} may hold only letters, digits, '.', '_' and '-', "
+            "and must start with a letter or digit"
+        )
+    return None
+
+
 def read_manifest(path: str | Path) -> list[DocumentInfo]:
     """Parse data/manifest.tsv; every row must have exactly the manifest's columns."""
     path = Path(path)
-    lines = read_text(path).split("\n")  # not splitlines(): it also splits at U+001C, U+0085
-    rows = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = [line.split("\t") for line in read_text(path).split("\n")]
     header = tuple(rows[0])
     if header != MANIFEST_COLUMNS:
         raise InputError(
@@ -76,8 +96,9 @@ def read_manifest(path: str | Path) -> list[DocumentInfo]:
                 raise InputError(
                     f"{name} (column {MANIFEST_COLUMNS.index(name) + 1}) {problem}", path, line_no
                 )
-        if not info.doc_id:
-            raise InputError("empty doc_id", path, line_no)
+        problem = check_doc_id(info.doc_id)
+        if problem:
+            raise InputError(problem, path, line_no)
         if info.doc_id in seen:
             raise InputError(f"duplicate doc_id {info.doc_id!r}", path, line_no)
         seen.add(info.doc_id)

@@ -46,6 +46,7 @@ from forumtranslate.run import (
     RunConfig,
     RunResult,
     SourceSentence,
+    check_out_dir,
     check_references,
     make_translator,
     open_run_folder,
@@ -220,6 +221,8 @@ def _documents(rows: Sequence[tuple[Any, Any]], path: Path, unit: str) -> list[D
             raise InputError(f"{where} ({doc_id}): has CR or CRLF line ends; convert to LF", path)
         if text.startswith("\ufeff"):
             raise InputError(f"{where} ({doc_id}): starts with a byte-order mark", path)
+        if "\x00" in text:
+            raise InputError(f"{where} ({doc_id}): holds a NUL character (U+0000)", path)
         seen.add(doc_id)
         info = DocumentInfo(doc_id, "", "", "", "", "")
         documents.append(Document(info=info, text=text, path=f"{path}#{doc_id}"))
@@ -717,6 +720,8 @@ def run_ray(
     if config.align_and_score:
         check_references(Path(source.path))
     out_dir = Path(config.out_dir)
+    if Path(source.path).is_dir():  # a folder of documents, or a corpus
+        check_out_dir(out_dir, Path(source.path), config.model)
     with hold_folder(out_dir), ray_session(options.address), _Progress(progress) as bar:
         import ray
 
@@ -742,7 +747,7 @@ def run_ray(
         open_run_folder(out_dir, settings)
         folder = out_dir / SHARD_DIR
         folder.mkdir(exist_ok=True)
-        remove_stale_temporaries(folder)
+        remove_stale_temporaries(folder, ("shard-*.parquet",))
         shards = plan_shards(batches, options.shard_sentences)
         settings_sha256 = _hash(settings)
         done = finished_shards(folder, shards, settings_sha256)

@@ -42,7 +42,7 @@ import csv
 import io
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from xml.parsers import expat
@@ -59,7 +59,7 @@ from forumtranslate.review import (
     load_run_view,
     save_postedits,
 )
-from forumtranslate.storage import write_atomic
+from forumtranslate.storage import refuse_run_record, write_atomic, write_output
 from forumtranslate.xmltext import (
     describe_replaced,
     tsv_escape,
@@ -102,7 +102,8 @@ def write_export(
     view = load_run_view(run_dir, data_dir, glossary_path)
     text = {"tsv": export_tsv, "tmx": export_tmx, "xliff": export_xliff}[fmt](view)
     path = Path(out) if out is not None else Path(run_dir) / f"export.{FORMATS[fmt]}"
-    write_atomic(path, text)
+    refuse_run_record(path, run_dir)
+    write_output(path, text)
     return path
 
 
@@ -117,7 +118,10 @@ def spreadsheet_cell(text: str) -> str:
 
 
 def from_spreadsheet_cell(text: str) -> str:
-    return tsv_unescape(text[1:] if text.startswith("'") else text)
+    """Undo ``spreadsheet_cell``: a ``'`` goes only where it guards a formula character
+    (or another ``'``), so a reviewer's own "'Tis" keeps its apostrophe; escapes are undone."""
+    guarded = text.startswith("'") and text[1:].startswith(_FORMULA_START)
+    return tsv_unescape(text[1:] if guarded else text)
 
 
 def term_cell(bead: BeadView) -> str:
@@ -416,12 +420,42 @@ def _machine(seg_ids: Sequence[str], records: Mapping[str, Mapping[str, Any]]) -
     return join_english([str(records[s]["translation"]) for s in seg_ids])
 
 
+def _tsv_rows(text: str, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(first line, cells) of each row, parsed strictly: an unbalanced ``"`` would make
+    csv swallow the rows after it into one cell, so a cell that spans lines, a stray
+    quote and an over-long cell are errors at the line where their row starts."""
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise InputError("holds a NUL character (U+0000); remove it", path, line)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", strict=True)
+    start = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            reason = str(err).replace("\t", "\\t")  # csv's message holds the tab itself
+            raise InputError(
+                f'not a well-formed TSV row ({reason}); is a " unbalanced?', path, start
+            ) from None
+        if any("\n" in cell or "\r" in cell for cell in row):
+            raise InputError(
+                'a cell spans several lines (an unbalanced " swallows the rows after it); '
+                "a post-edit must be one line",
+                path,
+                start,
+            )
+        yield start, row
+        start = reader.line_num + 1
+
+
 def read_postedits_tsv(
     text: str, path: Path, records: Mapping[str, Mapping[str, Any]]
 ) -> list[PostEdit]:
     """Rows with a non-empty ``post_edit``; an error names the file and the row's line."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
-    header = next(reader, None)
+    rows = _tsv_rows(text, path)
+    _, header = next(rows, (1, None))
     if header is None:
         raise InputError("is empty", path)
     header = [cell.strip() for cell in header]
@@ -435,9 +469,7 @@ def read_postedits_tsv(
     column = {name: header.index(name) for name in header}
     seen: dict[str, int] = {}
     postedits = []
-    line = reader.line_num + 1
-    for row in reader:
-        start, line = line, reader.line_num + 1
+    for start, row in rows:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) > len(header) and any(cell.strip() for cell in row[len(header) :]):
@@ -447,6 +479,10 @@ def read_postedits_tsv(
         seg_ids = from_spreadsheet_cell(row[column["seg_ids"]]).split()
         if not post_edit:
             continue
+        if "\t" in post_edit:
+            raise InputError(
+                "the post-edit holds a tab; a post-edit is one line of text", path, start
+            )
         if not seg_ids:
             raise InputError(
                 "has a post-edit but no seg_ids: a bead with no machine output has nothing "
@@ -489,6 +525,19 @@ def read_postedits_tsv(
     return postedits
 
 
+def _code_point(value: str | None, fail: Any) -> str:
+    """The character of an XLIFF ``<cp hex="..."/>``: a Unicode scalar value in hex, and
+    not NUL, which no file or C library downstream can hold."""
+    if value is None or not re.fullmatch(r"[0-9A-Fa-f]{1,6}", value):
+        raise fail(f"<cp hex={value!r}> is not a hexadecimal code point")
+    number = int(value, 16)
+    if number > 0x10FFFF or 0xD800 <= number <= 0xDFFF:
+        raise fail(f"<cp hex={value!r}> is not a Unicode character (U+{number:04X})")
+    if number == 0:
+        raise fail('<cp hex="0"> is a NUL character, which a post-edit cannot hold')
+    return chr(number)
+
+
 def read_postedits_xliff(
     raw: bytes, path: Path, records: Mapping[str, Mapping[str, Any]]
 ) -> list[PostEdit]:
@@ -526,7 +575,7 @@ def read_postedits_xliff(
         elif local in ("source", "target") and state["unit"] is not None:
             state["capture"], state["buffer"] = local, []
         elif local == "cp" and state["capture"]:
-            state["buffer"].append(chr(int(attrs.get("hex", "0"), 16)))
+            state["buffer"].append(_code_point(attrs.get("hex"), fail))
 
     def end(name: str) -> None:
         local = stack.pop()
@@ -559,6 +608,12 @@ def read_postedits_xliff(
         post_edit = " ".join(t.strip() for t in unit["target"] if t.strip())
         if not post_edit:
             continue
+        if any(char in post_edit for char in "\t\n\r"):  # as in the TSV
+            raise InputError(
+                "the post-edit holds a tab or a line break; a post-edit is one line of text",
+                path,
+                line,
+            )
         record = records.get(seg_id)
         if record is None:
             raise InputError(f"unit {seg_id!r} is not a segment of this run", path, line)

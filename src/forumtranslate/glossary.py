@@ -13,7 +13,6 @@ into the sentence as given (see ``_normalise_with_offsets``).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import re
 import unicodedata
@@ -22,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from forumtranslate.corpus import load_documents, read_text
 from forumtranslate.errors import InputError
@@ -282,16 +282,42 @@ def avoided_found(translation: str, entry: GlossaryEntry) -> list[str]:
     return [form for form in entry.avoid if contains_form(translation, form)]
 
 
+def unspellable_forms(glossary: Glossary, tokenizer: Any) -> list[tuple[GlossaryEntry, str]]:
+    """The target forms (approved or variant) that ``tokenizer``'s target side cannot write.
+
+    A vocabulary without byte fallback has no piece for a character it never saw ("ä" in
+    "Känkänen", "€", Cyrillic): the form comes out with unknown pieces and decodes to
+    something else ("Knknen"), so forcing it would only force a misspelling. A form counts
+    as writable when its pieces hold no unknown and decode back to it (the capitalised
+    form too, which a sentence's start uses), up to NFKC and spacing, as terms are checked.
+    """
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    out = []
+    for entry in glossary.entries:
+        for form in entry.allowed:
+            for variant in dict.fromkeys((form, form[:1].upper() + form[1:])):
+                ids = tokenizer(text_target=variant, add_special_tokens=False)["input_ids"]
+                written = tokenizer.decode(ids, skip_special_tokens=True)
+                if (unknown is not None and unknown in ids) or (
+                    nfkc(written).split() != nfkc(variant).split()
+                ):
+                    out.append((entry, form))
+                    break
+    return out
+
+
 # --- reading and writing the TSV -----------------------------------------------------
 
 
 def _split_rows(text: str) -> list[tuple[int, list[str]]]:
     """The file's non-blank rows with their line numbers, header included."""
-    rows = csv.reader(text.split("\n"), delimiter="\t", quoting=csv.QUOTE_NONE)
+    # Plain splits, not csv: the file has no quoting, and csv's 131,072-character field
+    # limit would make a long cell a traceback.
+    rows = (line.split("\t") for line in text.split("\n"))
     return [
         (line_no, row)
         for line_no, row in enumerate(rows, start=1)
-        if row and any(cell.strip() for cell in row)
+        if any(cell.strip() for cell in row)
     ]
 
 

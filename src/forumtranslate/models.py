@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,12 @@ class LoadedModel:
     dtype: str
     forced_first_id: int | None  # NLLB's target-language token, else None
     weights: dict[str, str] | None = None  # {"ref", "revision"} of weights not from `revision`
+
+    @property
+    def max_output_tokens(self) -> int:
+        """The most target tokens the decoder has positions for (start token included)."""
+        config = self.model.config
+        return int(getattr(config, "max_target_positions", None) or config.max_position_embeddings)
 
     @property
     def max_input_tokens(self) -> int:
@@ -585,13 +592,29 @@ def _first_line(err: Exception) -> str:
 
 
 def pick_device(device: str) -> str:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, checked against this machine: any
+    other name torch knows (``meta``, ``tpu``...) cannot run a translation."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelNotAvailableError(f"device {device!r} asked for, but no CUDA GPU is visible")
-    return device
+    if device == "cpu":
+        return device
+    found = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if found:
+        if not torch.cuda.is_available():
+            raise ModelNotAvailableError(f"device {device!r} asked for, but no CUDA GPU is visible")
+        if found.group(1) is not None and int(found.group(1)) >= torch.cuda.device_count():
+            raise ModelNotAvailableError(
+                f"device {device!r} asked for, but torch sees "
+                f"{torch.cuda.device_count()} CUDA GPU(s)"
+            )
+        return device
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise ModelNotAvailableError("device 'mps' asked for, but no Apple GPU is usable")
+        return device
+    raise ModelNotAvailableError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
 
 
 def load_model(

@@ -23,6 +23,7 @@ import html
 import http.server
 import json
 import re
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +44,13 @@ from forumtranslate.glossary import (
     load_glossary,
 )
 from forumtranslate.records import Bead, DocumentInfo, TermMatch
-from forumtranslate.storage import dumps_line, write_atomic
+from forumtranslate.storage import (
+    check_shape,
+    dumps_line,
+    refuse_run_record,
+    write_atomic,
+    write_output,
+)
 
 REVIEW_FILE = "review.html"
 POSTEDITS_FILE = "postedits.jsonl"
@@ -162,13 +169,42 @@ class RunView:
             yield from document.beads
 
 
-def _read_json(path: Path, what: str) -> Any:
+NUMBER = (float, type(None))
+# The parts of a run's JSON files that the page and the exports read (see check_shape).
+JSON_SHAPES: dict[str, Any] = {
+    "run.json": {
+        "data_dir": str,
+        "forumtranslate": str,
+        "glossary": {"path": str, "sha256": str},
+        "translator": {"decoding": dict, "versions": ("map", (str, type(None)))},
+    },
+    "scores.json": {
+        "segments": int,
+        "corpus": ("map", {"score": NUMBER, "signature": str}),
+        "terminology": {"found": int, "total": int, "accuracy": NUMBER},
+        "documents": ("map", dict),
+        "beads": [{"src_seg_ids": [str], "ref_ids": [str], "chrF2": NUMBER, "BLEU": NUMBER}],
+        "signature": {"sacrebleu": str, "alignment": str},
+    },
+    HTER_FILE: {
+        "units": int,
+        "corpus": {"score": NUMBER, "signature": str},
+        "segments": [{"seg_ids": [str], "HTER": NUMBER}],
+    },
+}
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    """A run folder's JSON file, which must hold an object of the expected shape (a
+    hand-edited ``[]`` or ``5`` is not one)."""
     if not path.exists():
         raise InputError(f"no {path.name}: {what}", path)
     try:
-        return json.loads(read_text(path))
+        value = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise InputError(f"not valid JSON: {err.msg}", path, err.lineno) from None
+    check_shape(value, JSON_SHAPES.get(path.name, dict), path)
+    return value
 
 
 def load_run_view(
@@ -750,7 +786,8 @@ def write_review(
     """Write the review page of a scored run (default ``RUN/review.html``); return its path."""
     view = load_run_view(run_dir, data_dir, glossary_path)
     path = Path(out) if out is not None else Path(run_dir) / REVIEW_FILE
-    write_atomic(path, render_review(view))
+    refuse_run_record(path, run_dir)
+    write_output(path, render_review(view))
     return path
 
 
@@ -763,7 +800,9 @@ def read_postedits(run_dir: str | Path) -> list[PostEdit]:
     if not path.exists():
         return []
     postedits = []
+    shape = {"doc_id": str, "seg_ids": [str], "machine": str, "post_edit": str, "origin": str}
     for line_no, record in enumerate(read_jsonl(path), start=1):
+        check_shape(record, shape, path, line_no)
         try:
             postedits.append(
                 PostEdit(
@@ -869,6 +908,18 @@ class ReviewServer(http.server.ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/{self.page.name}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-request (a closed tab, a reload) is no error; anything
+        else is one line on stderr, not the standard library's traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            return
+        print(
+            f"forumtranslate: warning: request from {client_address[0]} failed: "
+            f"{type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
 
 
 class _ReviewHandler(http.server.BaseHTTPRequestHandler):

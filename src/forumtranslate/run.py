@@ -17,16 +17,17 @@ from __future__ import annotations
 import hashlib
 import re
 import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from forumtranslate import __version__
 from forumtranslate.corpus import load_documents, read_manifest, read_text
 from forumtranslate.errors import ForumTranslateError
-from forumtranslate.glossary import Glossary, check_terms, load_glossary
+from forumtranslate.glossary import Glossary, check_terms, load_glossary, unspellable_forms
 from forumtranslate.records import Segment, TermMatch
 from forumtranslate.segment import segment_document
 from forumtranslate.storage import (
@@ -42,6 +43,19 @@ from forumtranslate.translate import DecodingOptions, Translator
 SETTINGS_FILE = "run.json"
 JOURNAL_FILE = "journal.jsonl"
 TRANSLATIONS_FILE = "translations.jsonl"
+# Every file a run folder's commands write (glob patterns): the only temporaries they delete.
+RUN_FILES = (
+    SETTINGS_FILE,
+    TRANSLATIONS_FILE,
+    "translations.parquet",
+    "alignment.jsonl",
+    "scores.json",
+    "aligned.*.txt",
+    "review.html",
+    "postedits.jsonl",
+    "hter.json",
+    "export.*",
+)
 
 
 class RunInterrupted(ForumTranslateError):
@@ -66,6 +80,9 @@ class RunConfig:
     compute_type: str = "default"
     inter_threads: int = 1
     intra_threads: int = 0
+    # A hard term the model's vocabulary cannot spell: an error, or (True) a warning, and the
+    # term is left unconstrained and recorded as unspellable.
+    allow_unspellable_terms: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,16 +134,20 @@ def check_references(data_dir: Path) -> None:
 
 
 def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256(read_text(path).encode("utf-8")).hexdigest()  # read_text is lossless
 
 
 def run_settings(
     config: RunConfig, translator: Translator, glossary: Glossary, data_dir: Path
 ) -> dict[str, Any]:
-    """Everything that decides the output; two runs with equal settings give equal files."""
+    """Everything that decides the output; two runs with equal settings give equal files.
+
+    The inputs hashed are exactly the files a run reads: the manifest and the document of
+    each of its ids (which ``check_doc_id`` keeps inside ``ja/``).
+    """
     inputs = {"manifest.tsv": _file_hash(data_dir / "manifest.tsv")}
-    for path in sorted((data_dir / "ja").glob("*.txt")):
-        inputs[f"ja/{path.name}"] = _file_hash(path)
+    for info in sorted(read_manifest(data_dir / "manifest.tsv"), key=lambda i: i.doc_id):
+        inputs[f"ja/{info.doc_id}.txt"] = _file_hash(data_dir / "ja" / f"{info.doc_id}.txt")
     return {
         "forumtranslate": __version__,
         "data_dir": str(data_dir),
@@ -220,6 +241,78 @@ def make_translator(config: RunConfig) -> Translator:
     return getattr(importlib.import_module(module), function)(config)
 
 
+def check_out_dir(out_dir: Path, data_dir: Path, model: str | None = None) -> None:
+    """Refuse a run folder at, inside or above the data folder (its files would be read as
+    documents by every later command, and the folder is the user's, not the run's), or a
+    local model folder (whose hash, its revision, would change with the run's files)."""
+    out = out_dir.resolve()
+    folders = [("data", data_dir)]
+    if model is not None and Path(model).expanduser().is_dir():
+        folders.append(("model", Path(model).expanduser()))
+    for what, folder in folders:
+        other = folder.resolve()
+        if out == other or out.is_relative_to(other) or other.is_relative_to(out):
+            where = "is" if out == other else "is inside" if out.is_relative_to(other) else "holds"
+            raise ForumTranslateError(
+                f"the run folder {where} the {what} folder {folder}; give --out a folder of "
+                "its own (default: runs/...)",
+                out_dir,
+            )
+
+
+def check_spelling(
+    glossary: Glossary, translator: Translator, allow: bool = False
+) -> dict[str, tuple[str, ...]]:
+    """Hard terms whose target forms the model's target vocabulary cannot write.
+
+    Without ``allow`` the first such form is an error at its glossary line; with it, a
+    warning per form. Returns entry id -> the forms it can still use (empty: none), for
+    the entries that lost any. A backend without a tokenizer to ask is not checked.
+    """
+    holder = getattr(translator, "loaded", None) or getattr(translator, "model", None)
+    tokenizer = getattr(holder, "tokenizer", None)
+    if tokenizer is None or translator.options.terms != "hard":
+        return {}
+    lost: dict[str, list[str]] = {}
+    for entry, form in unspellable_forms(glossary, tokenizer):
+        message = (
+            f"the model's target vocabulary cannot write {form!r} (it comes out as "
+            f"{_spelt(tokenizer, form)!r})"
+        )
+        if not allow:
+            raise ForumTranslateError(
+                f"{message}; change the term, or pass --allow-unspellable-terms to translate "
+                "it unconstrained and record it as unspellable",
+                glossary.path,
+                entry.line,
+            )
+        print(f"forumtranslate: warning: {glossary.path}:{entry.line}: {message}", file=sys.stderr)
+        lost.setdefault(entry.id, []).append(form)
+    return {
+        entry_id: tuple(f for f in glossary.get(entry_id).allowed if f not in forms)
+        for entry_id, forms in lost.items()
+    }
+
+
+def _spelt(tokenizer: Any, form: str) -> str:
+    ids = tokenizer(text_target=form, add_special_tokens=False)["input_ids"]
+    return str(tokenizer.decode(ids, skip_special_tokens=True))
+
+
+def _usable_terms(
+    terms: Sequence[TermMatch], usable: dict[str, tuple[str, ...]]
+) -> list[TermMatch]:
+    """The terms to constrain: unspellable forms dropped, terms with none left dropped."""
+    out = []
+    for term in terms:
+        forms = usable.get(term.entry_id)
+        if forms is None:
+            out.append(term)
+        elif forms:
+            out.append(replace(term, target=forms[0], allowed=forms))
+    return out
+
+
 def run(
     config: RunConfig,
     translator: Translator | None = None,
@@ -231,12 +324,16 @@ def run(
     sources = prepare_sources(data_dir, glossary)
     if config.align_and_score:
         check_references(data_dir)
+    check_out_dir(out_dir, data_dir, config.model)
     _make_folder(out_dir)
     with hold_folder(out_dir):
         translator = translator or make_translator(config)
+        usable = check_spelling(glossary, translator, config.allow_unspellable_terms)
         settings = run_settings(config, translator, glossary, data_dir)
+        if usable:
+            settings["glossary"]["unspellable"] = {k: list(v) for k, v in sorted(usable.items())}
         _check_settings(out_dir, settings)
-        remove_stale_temporaries(out_dir)
+        remove_stale_temporaries(out_dir, RUN_FILES)
         write_atomic(out_dir / SETTINGS_FILE, _pretty(settings))
 
         journal = Journal(out_dir / JOURNAL_FILE)
@@ -252,7 +349,8 @@ def run(
                 if str(number) in done:
                     continue
                 outputs = translator.translate_batch(
-                    [texts[i] for i in batch], [sources[i].terms for i in batch]
+                    [texts[i] for i in batch],
+                    [_usable_terms(sources[i].terms, usable) for i in batch],
                 )
                 done[str(number)] = {"indices": batch, "translations": outputs}
                 journal.append(str(number), done[str(number)])
@@ -266,8 +364,8 @@ def run(
                         out_dir,
                     )
         translations = _collect(done, len(sources))
-        write_atomic(out_dir / TRANSLATIONS_FILE, _records_jsonl(sources, translations))
-        _write_parquet(out_dir, sources, translations)
+        unspellable = frozenset(entry_id for entry_id, forms in usable.items() if not forms)
+        write_translations(out_dir, sources, translations, unspellable)
         scores = None
         if config.align_and_score:
             from forumtranslate.align import align_run
@@ -285,16 +383,20 @@ def open_run_folder(out_dir: Path, settings: dict[str, Any]) -> None:
     write its run.json: what ``run`` does before translating, for other engines."""
     _make_folder(out_dir)
     _check_settings(out_dir, settings)
-    remove_stale_temporaries(out_dir)
+    remove_stale_temporaries(out_dir, RUN_FILES)
     write_atomic(out_dir / SETTINGS_FILE, _pretty(settings))
 
 
 def write_translations(
-    out_dir: Path, sources: Sequence[SourceSentence], translations: Sequence[str]
+    out_dir: Path,
+    sources: Sequence[SourceSentence],
+    translations: Sequence[str],
+    unspellable: frozenset[str] = frozenset(),
 ) -> None:
     """translations.jsonl and translations.parquet, as ``run`` writes them, for other engines."""
-    write_atomic(out_dir / TRANSLATIONS_FILE, _records_jsonl(sources, translations))
-    _write_parquet(out_dir, sources, translations)
+    records = list(translation_records(sources, translations, unspellable))
+    write_atomic(out_dir / TRANSLATIONS_FILE, "".join(dumps_line(r) + "\n" for r in records))
+    _write_parquet(out_dir, records)
 
 
 def _make_folder(out_dir: Path) -> None:
@@ -318,9 +420,12 @@ def _collect(done: dict[str, Any], count: int) -> list[str]:
 
 
 def translation_records(
-    sources: Sequence[SourceSentence], translations: Sequence[str]
+    sources: Sequence[SourceSentence],
+    translations: Sequence[str],
+    unspellable: frozenset[str] = frozenset(),
 ) -> Iterator[dict[str, Any]]:
-    """The records of translations.jsonl, in corpus order."""
+    """The records of translations.jsonl, in corpus order. A term of an ``unspellable``
+    entry (see ``check_spelling``) is marked so, not merely missing."""
     for source, translation in zip(sources, translations):
         segment = source.segment
         found = check_terms(translation, source.terms)
@@ -337,24 +442,19 @@ def translation_records(
                     "source": term.source,
                     "target": term.target,
                     "found": hit,
+                    **({"unspellable": True} if term.entry_id in unspellable else {}),
                 }
                 for term, hit in zip(source.terms, found)
             ],
         }
 
 
-def _records_jsonl(sources: Sequence[SourceSentence], translations: Sequence[str]) -> str:
-    return "".join(dumps_line(r) + "\n" for r in translation_records(sources, translations))
-
-
-def _write_parquet(
-    out_dir: Path, sources: Sequence[SourceSentence], translations: Sequence[str]
-) -> None:
+def _write_parquet(out_dir: Path, records: Sequence[dict[str, Any]]) -> None:
     """The same records as an Arrow table, for pandas, DuckDB or ``datasets.load_dataset``."""
     import pyarrow.parquet as pq
     from datasets import Dataset
 
-    table = Dataset.from_list(list(translation_records(sources, translations))).data.table
+    table = Dataset.from_list(list(records)).data.table
     with replacing(out_dir / "translations.parquet") as tmp:
         pq.write_table(table, tmp)
 
@@ -378,9 +478,13 @@ def _progress_bar(total: int, initial: int) -> Iterator[Callable[[int, int], Non
         bar.close()
 
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM")  # Ctrl-C, and kill / systemd / a scheduler's stop
+
+
 @contextmanager
 def _stop_after_batch_on_sigint() -> Iterator[Callable[[], bool]]:
-    """Make Ctrl-C finish the batch in hand instead of killing it; a second Ctrl-C kills."""
+    """Make Ctrl-C (or SIGTERM) finish the batch in hand instead of killing it; a second
+    one kills."""
     requested = {"stop": False}
 
     def handler(signum: int, frame: Any) -> None:
@@ -388,12 +492,14 @@ def _stop_after_batch_on_sigint() -> Iterator[Callable[[], bool]]:
             raise KeyboardInterrupt
         requested["stop"] = True
 
+    numbers = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {number: signal.signal(number, handler) for number in numbers}
     except ValueError:  # not the main thread: leave signals alone
         yield lambda: False
         return
     try:
         yield lambda: requested["stop"]
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, old in previous.items():
+            signal.signal(number, old)

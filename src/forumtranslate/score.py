@@ -356,6 +356,7 @@ def compare_runs(
     from sacrebleu.significance import PairedTest
 
     run_a, run_b = Path(run_a), Path(run_b)
+    records_a, records_b = read_translations(run_a), read_translations(run_b)  # checked first
     hyps_a, hyps_b, refs = paired_units(run_beads(run_a), run_beads(run_b))
     name_a, name_b = _run_name(run_a), _run_name(run_b)
     if name_a == name_b:
@@ -386,8 +387,7 @@ def compare_runs(
             if test == "bs":
                 entry["a"].update(mean=float(res_a.mean), ci=float(res_a.ci))
                 entry["b"].update(mean=float(res_b.mean), ci=float(res_b.ci))
-    terms_a = term_accuracy(read_translations(run_a))
-    terms_b = term_accuracy(read_translations(run_b))
+    terms_a, terms_b = term_accuracy(records_a), term_accuracy(records_b)
     return {
         "a": name_a,
         "b": name_b,

@@ -7,11 +7,13 @@ a checksum, so that a line torn by a crash is recognised and redone rather than 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -68,7 +70,10 @@ def hold_folder(folder: str | Path) -> Iterator[None]:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / LOCK_FILE, "a")  # noqa: SIM115 - held for the block
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        handle = os.fdopen(open_own(folder / LOCK_FILE, flags), "a")
+    except ForumTranslateError:
+        raise
     except OSError as err:
         message = f"cannot use this folder: {err.strerror or err}"
         raise ForumTranslateError(message, folder) from None
@@ -91,16 +96,111 @@ def hold_folder(folder: str | Path) -> Iterator[None]:
         handle.close()
 
 
+def open_own(path: str | Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` of a regular file that refuses a symbolic link: a run writes only in its
+    own folder.
+
+    A link planted in a run folder (``journal.jsonl`` -> a file elsewhere) would otherwise
+    make the run append to, or cut, whatever it points at; a FIFO or a device there would
+    hang it or write to the device.
+    """
+    nonblocking = getattr(os, "O_NONBLOCK", 0)  # a FIFO would block the open
+    try:
+        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | nonblocking, mode)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.EMLINK):  # EMLINK: FreeBSD's O_NOFOLLOW
+            refuse_link(path)
+        if err.errno == errno.ENXIO:  # a FIFO with no reader
+            raise ForumTranslateError("is not a regular file; remove it", path) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ForumTranslateError("is not a regular file; remove it", path)
+    if nonblocking:
+        os.set_blocking(fd, True)
+    return fd
+
+
+def refuse_link(path: str | Path) -> None:
+    """The checks of ``open_own`` for code that opens ``path`` itself."""
+    if Path(path).is_symlink():
+        raise ForumTranslateError(
+            "is a symbolic link; a run folder's files must be its own. Remove the link", path
+        )
+    if Path(path).exists() and not Path(path).is_file():
+        raise ForumTranslateError("is not a regular file; remove it", path)
+
+
 def write_atomic(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` in one step."""
     with replacing(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as handle:
         handle.write(text)
 
 
-def remove_stale_temporaries(folder: str | Path) -> None:
-    """Delete the temporary files that a crash in ``replacing`` left in ``folder``."""
-    for stale in Path(folder).glob(f".*{TEMP_SUFFIX}"):
-        stale.unlink(missing_ok=True)
+def write_output(path: str | Path, text: str) -> None:
+    """Write a file the user named with ``-o``: atomically if it is (to be) a regular file.
+
+    A device or a FIFO (``-o /dev/stdout``) is written to directly, since replacing it would
+    put a regular file where the device was; a symbolic link is refused rather than
+    replaced (which would break it) or followed (which may write far from where it seems).
+    """
+    path = Path(path)
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        info = None
+    except OSError as err:
+        raise ForumTranslateError(f"cannot write: {err.strerror or err}", path) from None
+    if info is not None and stat.S_ISLNK(info.st_mode):
+        raise ForumTranslateError(
+            "is a symbolic link; give the path of the file it points to", path
+        )
+    if info is None or stat.S_ISREG(info.st_mode):
+        write_atomic(path, text)
+        return
+    if stat.S_ISDIR(info.st_mode):
+        raise ForumTranslateError("is a folder; give a file name", path)
+    try:
+        with open(path, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+    except OSError as err:
+        raise ForumTranslateError(f"cannot write: {err.strerror or err}", path) from None
+
+
+# The files that hold a run's results, which an export or a page written with -o must not
+# replace (a review page over translations.jsonl would lose the run).
+RUN_RECORDS = (
+    "run.json",
+    "journal.jsonl",
+    "translations.jsonl",
+    "translations.parquet",
+    "alignment.jsonl",
+    "scores.json",
+    "aligned.hyp.txt",
+    "aligned.ref.txt",
+    "postedits.jsonl",
+    "hter.json",
+    LOCK_FILE,
+)
+
+
+def refuse_run_record(path: str | Path, run_dir: str | Path) -> None:
+    """Refuse an output path that is one of ``run_dir``'s own records."""
+    path, run_dir = Path(path), Path(run_dir)
+    if path.name in RUN_RECORDS and path.parent.resolve() == run_dir.resolve():
+        raise ForumTranslateError("is one of the run's own files; write the output elsewhere", path)
+
+
+def remove_stale_temporaries(folder: str | Path, names: Iterable[str]) -> None:
+    """Delete the temporary files that a crash in ``replacing`` left in ``folder``.
+
+    Only those of ``names`` (glob patterns of the files written there): a ``.notes.tmp``
+    of the user's is not ours to delete.
+    """
+    for name in names:
+        for stale in Path(folder).glob(f".{name}.*{TEMP_SUFFIX}"):
+            if stale.is_file() or stale.is_symlink():
+                stale.unlink(missing_ok=True)
 
 
 def _fsync(path: Path) -> None:
@@ -128,7 +228,9 @@ def _fsync_folder(folder: Path) -> None:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Read a JSON-lines file; a bad line is an InputError naming file and line."""
     records = []
-    for line_no, line in enumerate(read_text(path, allow_empty=True).splitlines(), start=1):
+    # "\n" only: str.splitlines() also splits at U+2028, U+0085 and others, which JSON
+    # strings may hold unescaped.
+    for line_no, line in enumerate(read_text(path, allow_empty=True).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -139,6 +241,57 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             raise InputError("expected a JSON object", path, line_no)
         records.append(record)
     return records
+
+
+# What ``check_shape`` accepts: a type (or tuple of types), {key: shape} for an object
+# whose listed keys are optional, [shape] for a list of them, ("map", shape) for an object
+# whose every value has that shape.
+Shape = Any
+_KINDS = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}
+
+
+def check_shape(
+    value: Any, shape: Shape, path: str | Path, line: int | None = None, where: str = ""
+) -> None:
+    """Refuse a hand-edited run file whose values have the wrong JSON types (``[]`` for an
+    object, ``"3"`` for an index) with an ``InputError`` naming the file and the key, rather
+    than fail later, wherever the value is first used, with a traceback."""
+
+    def fail(wanted: str) -> None:
+        found = type(value).__name__ if value is not None else "null"
+        raise InputError(f"{where or 'the file'} must be {wanted}, not {found}", path, line)
+
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            fail("an object")
+        for key, inner in shape.items():
+            if key in value:
+                check_shape(value[key], inner, path, line, f"{where}.{key}".lstrip("."))
+    elif isinstance(shape, list):
+        if not isinstance(value, list):
+            fail("a list")
+        for number, item in enumerate(value):
+            check_shape(item, shape[0], path, line, f"{where}[{number}]")
+    elif isinstance(shape, tuple) and shape and shape[0] == "map":
+        if not isinstance(value, dict):
+            fail("an object")
+        for key, item in value.items():
+            check_shape(item, shape[1], path, line, f"{where}.{key}".lstrip("."))
+    else:
+        kinds = shape if isinstance(shape, tuple) else (shape,)
+        numeric = float in kinds and isinstance(value, int)
+        if (isinstance(value, bool) and bool not in kinds) or not (
+            isinstance(value, kinds) or numeric
+        ):
+            fail(" or ".join(_KINDS.get(kind, kind.__name__) for kind in kinds))
 
 
 def dumps_line(record: Any) -> str:
@@ -162,7 +315,8 @@ class Journal:
 
     def load(self) -> dict[str, Any]:
         try:
-            raw = self.path.read_bytes()
+            with os.fdopen(open_own(self.path, os.O_RDONLY), "rb") as handle:
+                raw = handle.read()
         except FileNotFoundError:
             return {}
         except OSError as err:
@@ -171,15 +325,15 @@ class Journal:
             ) from None
         units: dict[str, Any] = {}
         good_bytes = 0
-        for line in raw.splitlines(keepends=True):
-            entry = self._parse(line)
+        for line in raw.split(b"\n")[:-1]:  # the part after the last "\n" is torn
+            entry = self._parse(line + b"\n")
             if entry is None:
                 break
             units[entry["unit"]] = entry["data"]
-            good_bytes += len(line)
+            good_bytes += len(line) + 1
         if good_bytes != len(raw):
             try:
-                with self.path.open("r+b") as handle:
+                with os.fdopen(open_own(self.path, os.O_RDWR), "r+b") as handle:
                     handle.truncate(good_bytes)
                     os.fsync(handle.fileno())
             except OSError as err:
@@ -205,6 +359,7 @@ class Journal:
     def append(self, unit: str, data: Any) -> None:
         """Add one finished unit, durably, before the next one starts."""
         line = dumps_line({"unit": unit, "data": data, "sha256": _checksum(dumps_line(data))})
+        refuse_link(self.path)
         try:
             with self.path.open("a", encoding="utf-8", newline="\n") as handle:
                 handle.write(line + "\n")

@@ -30,9 +30,14 @@ class TinyModelSpec:
     shape: str = "tiny"
     spm_vocab_size: int = 2000
     seed: int = 0
+    # SentencePiece's byte fallback: a character outside the vocabulary is written as its
+    # UTF-8 bytes instead of <unk>, as in the Llama and Gemma tokenizers.
+    byte_fallback: bool = False
 
 
-def _train_sentencepiece(text: str, prefix: Path, vocab_size: int, model_type: str) -> Path:
+def _train_sentencepiece(
+    text: str, prefix: Path, vocab_size: int, model_type: str, byte_fallback: bool = False
+) -> Path:
     import sentencepiece as spm
 
     corpus = Path(f"{prefix}.train.txt")
@@ -49,6 +54,7 @@ def _train_sentencepiece(text: str, prefix: Path, vocab_size: int, model_type: s
         pad_id=-1,
         unk_id=0,
         num_threads=1,
+        byte_fallback=byte_fallback,
         seed_sentencepiece_size=100000,
         minloglevel=2,
     )
@@ -99,8 +105,9 @@ def _build_marian(out_dir: Path, spec: TinyModelSpec, ja_text: str, en_text: str
     from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
-        source = _train_sentencepiece(ja_text, Path(tmp) / "source", spec.spm_vocab_size, "unigram")
-        target = _train_sentencepiece(en_text, Path(tmp) / "target", spec.spm_vocab_size, "unigram")
+        size, fallback = spec.spm_vocab_size, spec.byte_fallback
+        source = _train_sentencepiece(ja_text, Path(tmp) / "source", size, "unigram", fallback)
+        target = _train_sentencepiece(en_text, Path(tmp) / "target", size, "unigram", fallback)
         (out_dir / "source.spm").write_bytes(source.read_bytes())
         (out_dir / "target.spm").write_bytes(target.read_bytes())
     import sentencepiece as spm
@@ -146,7 +153,7 @@ def _build_nllb(out_dir: Path, spec: TinyModelSpec, text: str) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         model_file = _train_sentencepiece(
-            text, Path(tmp) / "sentencepiece.bpe", spec.spm_vocab_size, "bpe"
+            text, Path(tmp) / "sentencepiece.bpe", spec.spm_vocab_size, "bpe", spec.byte_fallback
         )
         (Path(tmp) / "spm").mkdir()
         (Path(tmp) / "spm" / "sentencepiece.bpe.model").write_bytes(model_file.read_bytes())

@@ -120,28 +120,33 @@ def split_to_fit(
     count_tokens: Any,
     max_tokens: int,
     sentence: int = 0,
+    fits: Any = None,
 ) -> list[Piece]:
     """Cut ``text`` at the best boundary near its middle until every piece fits.
 
     Cuts are never made inside a glossary term, so each term lands whole in one piece. A
     piece that cannot be cut (a single over-long token run) is an error, not a truncation.
+    ``fits(text, terms)``, if given, must hold too: the room the terms need on the output.
     """
-    if count_tokens(text) <= max_tokens:
+    too_long = count_tokens(text) > max_tokens
+    if not too_long and (fits is None or fits(text, terms)):
         return [Piece(sentence, text, tuple(terms))]
     cut = _best_cut(text, terms)
     if cut is None:
-        raise ForumTranslateError(
-            f"a sentence of {count_tokens(text)} tokens exceeds the model's {max_tokens} and "
-            f"has no place to cut it: {text[:60]}…"
+        what = (
+            f"of {count_tokens(text)} tokens exceeds the model's {max_tokens}"
+            if too_long
+            else "has more glossary terms than the model's output length holds"
         )
+        raise ForumTranslateError(f"a sentence {what} and has no place to cut it: {text[:60]}…")
     left = [t for t in terms if t.end <= cut]
     right = [
         TermMatch(**{**asdict(t), "start": t.start - cut, "end": t.end - cut})
         for t in terms
         if t.start >= cut
     ]
-    return split_to_fit(text[:cut], left, count_tokens, max_tokens, sentence) + split_to_fit(
-        text[cut:], right, count_tokens, max_tokens, sentence
+    return split_to_fit(text[:cut], left, count_tokens, max_tokens, sentence, fits) + (
+        split_to_fit(text[cut:], right, count_tokens, max_tokens, sentence, fits)
     )
 
 
@@ -215,7 +220,7 @@ class TransformersTranslator(Translator):
         pieces = [
             piece
             for i, (text, found) in enumerate(zip(sources, terms))
-            for piece in split_to_fit(text, found, self._count_one, limit, sentence=i)
+            for piece in split_to_fit(text, found, self._count_one, limit, i, self._terms_fit)
         ]
         token_ids = self._decode([p.text for p in pieces], [p.terms for p in pieces])
         texts = self.loaded.tokenizer.batch_decode(token_ids, skip_special_tokens=True)
@@ -223,6 +228,16 @@ class TransformersTranslator(Translator):
         for piece, text in zip(pieces, texts):
             joined[piece.sentence].append(text.strip())
         return [" ".join(part for part in parts if part) for parts in joined]
+
+    def _terms_fit(self, text: str, terms: Sequence[TermMatch]) -> bool:
+        """Whether the decoder's positions hold the terms of a piece and a translation as
+        long as its source; if not, the piece is cut further (``split_to_fit``)."""
+        if self.options.terms != "hard" or not terms:
+            return True
+        first = 1 if self.loaded.forced_first_id is not None else 0
+        term_tokens = sum(max(len(self.target_ids(f)) for f in term_forms(m)) for m in terms)
+        need = first + self.options.length_extra + self._count_one(text) + term_tokens
+        return need <= self.loaded.max_output_tokens
 
     def _decode(self, texts: list[str], terms: Sequence[Sequence[TermMatch]]) -> list[list[int]]:
         import torch
@@ -248,11 +263,14 @@ class TransformersTranslator(Translator):
             for found in terms
         ]
         first = 1 if loaded.forced_first_id is not None else 0
-        max_new = [
-            first
-            + math.ceil(options.length_ratio * n)
-            + options.length_extra
-            + sum(max(len(alt) for alt in c.alternatives) for c in cs)
+        max_new = [  # never past the decoder's position embeddings
+            min(
+                loaded.max_output_tokens,
+                first
+                + math.ceil(options.length_ratio * n)
+                + options.length_extra
+                + sum(max(len(alt) for alt in c.alternatives) for c in cs),
+            )
             for n, cs in zip(source_lengths, constraints)
         ]
         config = model.config
