@@ -59,7 +59,7 @@ from forumtranslate.review import (
     load_run_view,
     save_postedits,
 )
-from forumtranslate.storage import refuse_run_record, write_atomic, write_output
+from forumtranslate.storage import refuse_run_record, write_output
 from forumtranslate.xmltext import (
     describe_replaced,
     tsv_escape,
