@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from forumtranslate.cli import main
+from forumtranslate.confidence import Confidence
 from forumtranslate.glossary import avoided_found, check_terms, load_glossary
 from forumtranslate.records import TermMatch
 from forumtranslate.review import (
@@ -57,8 +58,15 @@ class Spoiled(Translator):
     def translate_batch(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
-        out = self.inner.translate_batch(sources, terms)
-        return [self.spoil.get(src, lambda text: text)(text) for src, text in zip(sources, out)]
+        return self.translate_batch_scored(sources, terms)[0]
+
+    def translate_batch_scored(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> tuple[list[str], list[Confidence | None]]:
+        """The model's confidence stays that of its own output, as for a term edited in."""
+        out, confidences = self.inner.translate_batch_scored(sources, terms)
+        spoiled = [self.spoil.get(src, lambda text: text)(text) for src, text in zip(sources, out)]
+        return spoiled, confidences
 
     def count_tokens(self, sources: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(sources)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from forumtranslate.confidence import Confidence, combine, summarise, teacher_forced_logprobs
 from forumtranslate.constrain import Constraint, SearchOptions, constrained_beam_search
 from forumtranslate.errors import ForumTranslateError
 from forumtranslate.models import LoadedModel
@@ -59,6 +60,13 @@ class Translator(ABC):
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
         """English for each source sentence, every term in ``terms`` honoured if hard."""
+
+    def translate_batch_scored(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> tuple[list[str], list[Confidence | None]]:
+        """``translate_batch`` with the model's confidence in each output (``confidence.py``);
+        a backend that cannot score its output gives None."""
+        return self.translate_batch(sources, terms), [None] * len(sources)
 
     @abstractmethod
     def count_tokens(self, sources: Sequence[str]) -> list[int]:
@@ -211,6 +219,11 @@ class TransformersTranslator(Translator):
     def translate_batch(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
+        return self.translate_batch_scored(sources, terms)[0]
+
+    def translate_batch_scored(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> tuple[list[str], list[Confidence | None]]:
         limit = self.max_input_tokens
         pieces = [
             piece
@@ -219,10 +232,36 @@ class TransformersTranslator(Translator):
         ]
         token_ids = self._decode([p.text for p in pieces], [p.terms for p in pieces])
         texts = self.loaded.tokenizer.batch_decode(token_ids, skip_special_tokens=True)
+        scored = self._confidence([p.text for p in pieces], token_ids)
         joined: list[list[str]] = [[] for _ in sources]
-        for piece, text in zip(pieces, texts):
+        parts: list[list[Confidence | None]] = [[] for _ in sources]
+        for piece, text, confidence in zip(pieces, texts, scored):
             joined[piece.sentence].append(text.strip())
-        return [" ".join(part for part in parts if part) for parts in joined]
+            parts[piece.sentence].append(confidence)
+        return [" ".join(part for part in texts if part) for texts in joined], [
+            combine(p) for p in parts
+        ]
+
+    def _confidence(
+        self, texts: list[str], token_ids: Sequence[Sequence[int]]
+    ) -> list[Confidence | None]:
+        """The model's log-probability of the tokens it decoded (``confidence.py``), less the
+        forced target-language token."""
+        loaded, config = self.loaded, self.loaded.model.config
+        encoded = loaded.tokenizer(texts, return_tensors="pt", padding=True)
+        logprobs = teacher_forced_logprobs(
+            loaded.model,
+            encoded,
+            token_ids,
+            config.decoder_start_token_id,
+            config.pad_token_id,
+            loaded.device,
+        )
+        skip = 1 if loaded.forced_first_id is not None else 0
+        return [
+            summarise(values[skip:], loaded.tokenizer.convert_ids_to_tokens(list(ids[skip:])))
+            for ids, values in zip(token_ids, logprobs)
+        ]
 
     def _decode(self, texts: list[str], terms: Sequence[Sequence[TermMatch]]) -> list[list[int]]:
         import torch
