@@ -494,7 +494,7 @@ td.score .conf { display: block; font-size: .75rem; color: var(--muted); }
 td.score .conf.unsure { color: var(--low-ink); font-weight: 600; }
 section.charts { display: flex; flex-wrap: wrap; gap: 1rem 2rem; padding: .75rem 1.5rem;
   border-bottom: 1px solid var(--line); }
-figure.chart { margin: 0; flex: 1 1 26rem; max-width: 40rem; }
+figure.chart { margin: 0; flex: 1 1 20rem; max-width: 30rem; }
 figure.chart figcaption { font-weight: 600; font-size: .9rem; }
 svg.chart { display: block; width: 100%; height: auto; }
 figure.chart details { font-size: .8rem; }

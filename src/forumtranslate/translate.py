@@ -112,6 +112,21 @@ class Translator(ABC):
                 out[i] = text
         return out
 
+    def translate_scored(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]] | None = None
+    ) -> tuple[list[str], list[Confidence | None]]:
+        """``translate`` with each output's confidence, in input order."""
+        terms = terms if terms is not None else [[] for _ in sources]
+        out: list[str] = [""] * len(sources)
+        scores: list[Confidence | None] = [None] * len(sources)
+        for batch in self.plan_batches(sources):
+            translated, confidences = self.translate_batch_scored(
+                [sources[i] for i in batch], [terms[i] for i in batch]
+            )
+            for i, text, confidence in zip(batch, translated, confidences):
+                out[i], scores[i] = text, confidence
+        return out, scores
+
 
 @dataclass(frozen=True)
 class Piece:
