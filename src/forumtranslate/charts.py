@@ -21,6 +21,8 @@ import io
 import itertools
 import math
 import re
+import unicodedata
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,7 +61,7 @@ def chrf_per_document(documents: Sequence[tuple[str, float]]) -> Chart:
     """Bars: each document's corpus chrF2, on a fixed 0–100 axis."""
     key = "chart-chrf-doc"
     figure, axes = _figure(max(4.0, 1.0 + 0.55 * len(documents)), 3.2)
-    names = [doc for doc, _ in documents]
+    names = [shown(doc) for doc, _ in documents]
     values = [value for _, value in documents]
     bars = axes.bar(range(len(values)), values, color=BLUE, width=0.7)
     for k, bar in enumerate(bars):
@@ -71,7 +73,7 @@ def chrf_per_document(documents: Sequence[tuple[str, float]]) -> Chart:
     axes.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
     axes.patch.set_gid("axes")
     alt = "Bar chart of chrF2 per document: " + "; ".join(
-        f"{doc} {value:.1f}" for doc, value in documents
+        f"{name} {value:.1f}" for name, value in zip(names, values)
     )
     rows = tuple((doc, f"{value:.1f}") for doc, value in documents)
     return Chart(
@@ -139,7 +141,7 @@ def confidence_vs_chrf(points: Sequence[tuple[str, float, float]]) -> Chart:
     unsure = sorted(points, key=lambda p: (p[1], p[2]))[:3]
     alt = (
         f"Scatter of {len(points)} beads, confidence against chrF2. Least confident: "
-        + "; ".join(f"{label} (confidence {c:.2f}, chrF2 {f:.1f})" for label, c, f in unsure)
+        + "; ".join(f"{shown(label)} (confidence {c:.2f}, chrF2 {f:.1f})" for label, c, f in unsure)
     )
     rows = tuple((label, f"{c:.4f}", f"{f:.1f}") for label, c, f in points)
     return Chart(
@@ -169,7 +171,7 @@ def terms_per_document(documents: Sequence[tuple[str, dict[str, int]]]) -> Chart
     axes.set_ylim(0, max(1, max(bottoms, default=0)))
     axes.set_ylabel("term occurrences")
     axes.set_xticks(
-        range(len(documents)), [d for d, _ in documents], rotation=35, ha="right", fontsize=8
+        range(len(documents)), [shown(d) for d, _ in documents], rotation=35, ha="right", fontsize=8
     )
     axes.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.patch.set_gid("axes")
@@ -185,7 +187,7 @@ def terms_per_document(documents: Sequence[tuple[str, dict[str, int]]]) -> Chart
             )
         )
     alt = "Stacked bars of term occurrences per document by how they got there: " + "; ".join(
-        f"{row[0]}: " + ", ".join(f"{n} {how}" for (how, _), n in zip(TERM_KINDS, row[1:]))
+        f"{shown(row[0])}: " + ", ".join(f"{n} {how}" for (how, _), n in zip(TERM_KINDS, row[1:]))
         for row in rows
     )
     return Chart(
@@ -195,6 +197,14 @@ def terms_per_document(documents: Sequence[tuple[str, dict[str, int]]]) -> Chart
         _svg(figure, key, alt),
         ("document", *(how for how, _ in TERM_KINDS), "accuracy"),
         tuple(rows),
+    )
+
+
+def shown(text: str) -> str:
+    """A label for a picture: control characters (which XML cannot hold) as escapes."""
+    return "".join(
+        ch.encode("unicode_escape").decode() if unicodedata.category(ch) == "Cc" else ch
+        for ch in text
     )
 
 
@@ -235,7 +245,12 @@ def _svg(figure, prefix: str, alt: str) -> str:  # type: ignore[no-untyped-def]
 
     out = io.StringIO()
     settings = {"svg.hashsalt": "forumtranslate", "svg.fonttype": "none", "text.color": INK}
-    with matplotlib.rc_context(settings):
+    with matplotlib.rc_context(settings), warnings.catch_warnings():
+        # The text stays text (svg.fonttype none) that the browser sets in the page's
+        # fonts; matplotlib's own font lacks Japanese glyphs only for measuring.
+        warnings.filterwarnings(
+            "ignore", message="Glyph .* missing from font", category=UserWarning
+        )
         FigureCanvasSVG(figure).print_svg(out, metadata={"Date": None})
     return page_svg(out.getvalue(), prefix, alt)
 
