@@ -116,3 +116,14 @@ def test_markup_in_a_name_stays_text() -> None:
     chart = charts.chrf_per_document([("<script>alert(1)</script>", 50.0)])
     assert "<script>" not in chart.svg
     assert "&lt;script&gt;" in chart.svg
+
+
+def test_a_users_matplotlib_settings_change_nothing() -> None:
+    """A matplotlibrc (or a library that styles matplotlib) must not change the page."""
+    import matplotlib
+
+    before = charts.chrf_per_document([("x", 10.0), ("y", 20.0)])
+    settings = {"font.size": 17, "font.family": "serif", "axes.grid": True, "figure.dpi": 200}
+    with matplotlib.rc_context(settings):
+        during = charts.chrf_per_document([("x", 10.0), ("y", 20.0)])
+    assert during.svg == before.svg

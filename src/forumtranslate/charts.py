@@ -17,6 +17,7 @@ which the page renders for screen readers and for anyone who wants the figures.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import math
@@ -24,8 +25,10 @@ import re
 import unicodedata
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ParamSpec
 
 SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -39,6 +42,7 @@ TERM_KINDS = (
     ("missing", "#a3261b"),
 )
 CHRF_BINS = tuple(range(0, 101, 10))
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,40 @@ class Chart:
 # --- the pictures ------------------------------------------------------------------------
 
 
+@contextmanager
+def _drawing() -> Iterator[None]:
+    """matplotlib's defaults, whatever a matplotlibrc or another library set, and the same
+    font for measuring text everywhere (matplotlib's own DejaVu Sans): the same run gives
+    the same SVG on any machine. The text stays text (``svg.fonttype`` none) that the
+    browser sets in the page's fonts, so a Japanese glyph missing from DejaVu is no loss."""
+    import matplotlib
+
+    with matplotlib.rc_context(), warnings.catch_warnings():
+        matplotlib.rcdefaults()
+        matplotlib.rcParams.update(
+            {
+                "svg.hashsalt": "forumtranslate",
+                "svg.fonttype": "none",
+                "font.family": ["DejaVu Sans"],
+                "text.color": INK,
+            }
+        )
+        warnings.filterwarnings(
+            "ignore", message="Glyph .* missing from font", category=UserWarning
+        )
+        yield
+
+
+def _styled(draw: Callable[P, Chart]) -> Callable[P, Chart]:
+    @functools.wraps(draw)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Chart:
+        with _drawing():
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
+@_styled
 def chrf_per_document(documents: Sequence[tuple[str, float]]) -> Chart:
     """Bars: each document's corpus chrF2, on a fixed 0–100 axis."""
     key = "chart-chrf-doc"
@@ -81,6 +119,7 @@ def chrf_per_document(documents: Sequence[tuple[str, float]]) -> Chart:
     )
 
 
+@_styled
 def histogram(
     key: str,
     title: str,
@@ -125,6 +164,7 @@ def confidence_bins(values: Sequence[float], width: float = 0.5) -> list[float]:
     return [round(start + k * width, 6) for k in range(count + 1)]
 
 
+@_styled
 def confidence_vs_chrf(points: Sequence[tuple[str, float, float]]) -> Chart:
     """A scatter of beads: the model's mean token log-probability against chrF2, so the
     beads where the model was unsure and far from the reference stand out (lower left)."""
@@ -154,6 +194,7 @@ def confidence_vs_chrf(points: Sequence[tuple[str, float, float]]) -> Chart:
     )
 
 
+@_styled
 def terms_per_document(documents: Sequence[tuple[str, dict[str, int]]]) -> Chart:
     """Stacked bars: each document's term occurrences by how they got into the output
     (decoded by the model, edited in, appended, or missing)."""
@@ -240,18 +281,10 @@ def _figure(width: float, height: float):  # type: ignore[no-untyped-def]
 
 def _svg(figure, prefix: str, alt: str) -> str:  # type: ignore[no-untyped-def]
     """``figure`` as inline SVG markup for the page (see the module's docstring)."""
-    import matplotlib
     from matplotlib.backends.backend_svg import FigureCanvasSVG
 
     out = io.StringIO()
-    settings = {"svg.hashsalt": "forumtranslate", "svg.fonttype": "none", "text.color": INK}
-    with matplotlib.rc_context(settings), warnings.catch_warnings():
-        # The text stays text (svg.fonttype none) that the browser sets in the page's
-        # fonts; matplotlib's own font lacks Japanese glyphs only for measuring.
-        warnings.filterwarnings(
-            "ignore", message="Glyph .* missing from font", category=UserWarning
-        )
-        FigureCanvasSVG(figure).print_svg(out, metadata={"Date": None})
+    FigureCanvasSVG(figure).print_svg(out, metadata={"Date": None})
     return page_svg(out.getvalue(), prefix, alt)
 
 
