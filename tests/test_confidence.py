@@ -100,3 +100,22 @@ def test_transformers_confidence_is_generate_s_own_greedy_score(tiny_model: Path
         assert confidence.min_token == tokenizer.convert_ids_to_tokens(
             ids[keep[confidence.min_position]]
         )
+
+
+@pytest.mark.slow
+def test_scoring_in_small_passes_gives_the_same_numbers(tiny_marian: Path) -> None:
+    """The memory bound (few decoder positions per pass) changes no score."""
+    from forumtranslate.confidence import teacher_forced_logprobs
+    from forumtranslate.models import load_model
+
+    loaded = load_model(str(tiny_marian), device="cpu")
+    translator = TransformersTranslator(loaded, DecodingOptions(beam_size=1, terms="off"))
+    ids = translator._decode(SOURCES, [[] for _ in SOURCES])
+    encoded = loaded.tokenizer(SOURCES, return_tensors="pt", padding=True)
+    config = loaded.model.config
+    args = (config.decoder_start_token_id, config.pad_token_id, "cpu")
+    whole = teacher_forced_logprobs(loaded.model, encoded, ids, *args, positions=10**6)
+    small = teacher_forced_logprobs(loaded.model, encoded, ids, *args, positions=1)
+    assert [len(v) for v in whole] == [len(i) for i in ids]
+    for a, b in zip(whole, small):
+        assert a == pytest.approx(b, abs=1e-4)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DECIMALS = 4  # batch padding moves the last float digits; a resumed run must not
+POSITIONS_PER_PASS = 2048  # decoder positions scored at once (see teacher_forced_logprobs)
 
 
 @dataclass(frozen=True)
@@ -115,29 +116,54 @@ def teacher_forced_logprobs(
     start_id: int,
     pad_id: int,
     device: str,
+    positions: int = POSITIONS_PER_PASS,
 ) -> list[list[float]]:
     """Log-probability the seq2seq ``model`` gives each token of each output, given its
-    source (``encoded``, a padded tokenizer batch) and the output tokens before it."""
+    source (row of ``encoded``, a padded tokenizer batch) and the output tokens before it.
+
+    Outputs go through the model a few at a time, at most ``positions`` decoder positions
+    per pass, since the pass holds logits for every position over the whole vocabulary
+    (a batch's worth would be gigabytes for a 60k vocabulary)."""
     import torch
 
-    if not outputs:
-        return []
-    longest = max(1, max(len(ids) for ids in outputs))
-    inputs = torch.full((len(outputs), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(outputs), longest), dtype=torch.long)
-    for row, ids in enumerate(outputs):
-        inputs[row, 0] = start_id
-        inputs[row, 1 : len(ids)] = torch.tensor(list(ids[:-1]), dtype=torch.long)
-        mask[row, : max(1, len(ids))] = 1
-    with torch.inference_mode():
-        logits = model(
-            input_ids=encoded["input_ids"].to(device),
-            attention_mask=encoded["attention_mask"].to(device),
-            decoder_input_ids=inputs.to(device),
-            decoder_attention_mask=mask.to(device),
-        ).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-    return [
-        [float(logprobs[row, k, token]) for k, token in enumerate(ids)]
-        for row, ids in enumerate(outputs)
-    ]
+    scores: list[list[float]] = []
+    for rows in _passes([max(1, len(ids)) for ids in outputs], positions):
+        picked = [outputs[k] for k in rows]
+        longest = max(max(1, len(ids)) for ids in picked)
+        inputs = torch.full((len(picked), longest), pad_id, dtype=torch.long)
+        targets = torch.full((len(picked), longest), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(picked), longest), dtype=torch.long)
+        for row, ids in enumerate(picked):
+            inputs[row, 0] = start_id
+            inputs[row, 1 : len(ids)] = torch.tensor(list(ids[:-1]), dtype=torch.long)
+            targets[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long)
+            mask[row, : max(1, len(ids))] = 1
+        index = torch.tensor(rows, dtype=torch.long)
+        with torch.inference_mode():
+            logits = model(
+                input_ids=encoded["input_ids"][index].to(device),
+                attention_mask=encoded["attention_mask"][index].to(device),
+                decoder_input_ids=inputs.to(device),
+                decoder_attention_mask=mask.to(device),
+            ).logits.float()
+            chosen = logits.gather(-1, targets.to(device)[..., None]).squeeze(-1)
+            values = (chosen - torch.logsumexp(logits, dim=-1)).cpu()
+        scores += [values[row, : len(ids)].tolist() for row, ids in enumerate(picked)]
+    return scores
+
+
+def _passes(lengths: Sequence[int], positions: int) -> list[list[int]]:
+    """Consecutive rows whose padded length × count stays within ``positions`` (one row at
+    least per pass)."""
+    passes: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for k, length in enumerate(lengths):
+        if current and max(longest, length) * (len(current) + 1) > positions:
+            passes.append(current)
+            current, longest = [], 0
+        current.append(k)
+        longest = max(longest, length)
+    if current:
+        passes.append(current)
+    return passes

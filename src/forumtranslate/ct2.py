@@ -435,7 +435,7 @@ class CT2Translator(Translator):
         for piece, hypothesis, confidence in zip(pieces, hypotheses, scored):
             joined[piece.sentence].append(hypothesis.text)
             parts[piece.sentence].append(confidence)
-        return [" ".join(part for part in texts if part) for texts in joined], [
+        return [" ".join(part for part in done if part) for done in joined], [
             combine(p) for p in parts
         ]
 

@@ -253,7 +253,7 @@ class TransformersTranslator(Translator):
         for piece, text, confidence in zip(pieces, texts, scored):
             joined[piece.sentence].append(text.strip())
             parts[piece.sentence].append(confidence)
-        return [" ".join(part for part in texts if part) for texts in joined], [
+        return [" ".join(part for part in done if part) for done in joined], [
             combine(p) for p in parts
         ]
 
