@@ -411,3 +411,6 @@ def test_workflow_lints_and_reports_impact_on_glossary_changes() -> None:
     runs = "\n".join(step.get("run", "") for step in steps)
     assert "forumtranslate glossary lint --strict" in runs
     assert "forumtranslate glossary impact --base" in runs and "--no-translate" in runs
+    assert "--html glossary-impact.html" in runs  # the page, uploaded for the reviewers
+    [upload] = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact")]
+    assert upload["with"]["path"] == "glossary-impact.html"
