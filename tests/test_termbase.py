@@ -316,6 +316,18 @@ def test_cli_impact_translates_under_the_old_and_the_new_glossary(
     assert "beam 1" in result.stdout and "terms hard" in result.stdout
 
 
+def test_cli_impact_page_without_translations_lists_the_term_changes(
+    glossary_repo: Path,
+) -> None:
+    args = ["glossary", "impact", "--base", "HEAD", "--no-translate", "--html", "page.html"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    page = html.unescape((glossary_repo / "page.html").read_text(encoding="utf-8"))
+    assert page.count('<tr class="unit ') == 6
+    assert page.count("シンクタンク: “think tank” → “policy institute”") == 3
+    assert "Not translated" in page
+
+
 def test_cli_impact_writes_the_comparison_page_beside_the_markdown(
     glossary_repo: Path, tiny_marian: Path
 ) -> None:

@@ -44,6 +44,8 @@ class TermChange:
     how_b: str
 
     def describe(self) -> str:
+        if self.how_a == self.how_b == "a term":  # not translated: the English changed
+            return f"{self.source}: “{self.target_a}” → “{self.target_b}”"
         if self.target_a and self.target_b and self.target_a != self.target_b:
             return f"{self.source}: “{self.target_a}” {self.how_a} → “{self.target_b}” {self.how_b}"
         target = self.target_b or self.target_a
