@@ -496,7 +496,7 @@ section.charts { display: flex; flex-wrap: wrap; gap: 1rem 2rem; padding: .75rem
   border-bottom: 1px solid var(--line); }
 figure.chart { margin: 0; flex: 1 1 20rem; max-width: 30rem; }
 figure.chart figcaption { font-weight: 600; font-size: .9rem; }
-svg.chart { display: block; width: 100%; height: auto; }
+svg.chart { display: block; width: 100%; height: auto; max-height: 18rem; }
 figure.chart details { font-size: .8rem; }
 table.numbers { border-collapse: collapse; margin: .3rem 0; }
 table.numbers th, table.numbers td { border: 1px solid var(--line); padding: .1rem .4rem;
