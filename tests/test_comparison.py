@@ -40,6 +40,8 @@ def test_word_diff_marks_words_and_escapes_them() -> None:
         ((None, None), (-1.0, -0.5), ("a", "b"), "better"),  # no reference: confidence
         ((10.0, 20.0), (None, None), ("a", "a"), "same"),  # unchanged text
         ((None, None), (None, None), ("a", "b"), "same"),  # nothing to judge by
+        ((None, None), (-1.0, -1.004), ("a", "b"), "same"),  # printed as −0.00
+        ((30.0, 30.04), (None, None), ("a", "b"), "same"),  # printed as +0.0
     ],
 )
 def test_verdict_is_chrf_where_there_is_a_reference_else_confidence(
@@ -95,8 +97,8 @@ def expected_units(run_a: Path, run_b: Path) -> tuple[int, int, int, int]:
             continue
         changed += 1
         delta = metric.sentence_score(b, [ref]).score - metric.sentence_score(a, [ref]).score
-        better += delta > 0
-        worse += delta < 0
+        better += round(delta, 1) > 0  # as the page prints it
+        worse += round(delta, 1) < 0
     return len(refs), changed, better, worse
 
 

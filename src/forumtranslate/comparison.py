@@ -81,10 +81,16 @@ class ComparedUnit:
 
     @property
     def verdict(self) -> str:
+        """better | worse | same, by the delta as the page prints it (chrF2 to 0.1,
+        confidence to 0.01), so a change shown as ±0.0 is never called better or worse."""
         delta = self.delta
-        if not self.changed or delta is None or delta == 0:
+        if not self.changed or delta is None:
             return "same"
-        return "better" if delta > 0 else "worse"
+        by_chrf = self.chrf_a is not None and self.chrf_b is not None
+        shown = round(delta, 1 if by_chrf else 2)
+        if shown == 0:
+            return "same"
+        return "better" if shown > 0 else "worse"
 
 
 @dataclass(frozen=True)
@@ -357,7 +363,8 @@ def render_comparison(comparison: Comparison) -> str:
         "<header>",
         f"<h1>{_e(comparison.title)}</h1>",
         f'<p class="legend">{len(units)} units; {changed} changed, {counts["better"]} better '
-        f"and {counts['worse']} worse by {_e(comparison.better_by)}. "
+        f"and {counts['worse']} worse by {_e(comparison.better_by)} (as printed: a change "
+        "shown as ±0 is neither). "
         "<del>words only A has</del> <ins>words only B has</ins>. Confidence is each model's "
         "mean log-probability per token of its own output, not a calibrated probability.</p>",
         _render_significance(comparison.significance),
