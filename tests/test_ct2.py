@@ -123,6 +123,45 @@ def test_float32_greedy_gives_the_transformers_tokens(
 
 
 @pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_float32_confidence_is_the_transformers_one(
+    ct2_models: dict, loaded_models: dict, family: str
+) -> None:
+    """Two scorers, CTranslate2's ``score_batch`` and a torch forward pass, give the same
+    log-probabilities for the same greedy output."""
+    options = DecodingOptions(beam_size=1, terms="off")
+    sources = [*corpus_sentences("panel-1", 4), "ＡＩと\u200b半導体\t（試行）"]
+    none = [[] for _ in sources]
+    ours = backend.CT2Translator(ct2_models[family], options).translate_batch_scored(sources, none)
+    theirs = TransformersTranslator(loaded_models[family], options).translate_batch_scored(
+        sources, none
+    )
+    assert ours[0] == theirs[0]
+    for mine, other in zip(ours[1], theirs[1]):
+        assert (mine is None) == (other is None)
+        if mine is not None and other is not None:
+            assert mine.tokens == other.tokens
+            assert mine.mean_logprob == pytest.approx(other.mean_logprob, abs=1e-3)
+            assert mine.min_logprob == pytest.approx(other.min_logprob, abs=1e-3)
+            assert (mine.min_position, mine.min_token) == (other.min_position, other.min_token)
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_terms_put_in_after_decoding_are_left_out_of_the_confidence(
+    ct2_models: dict, term_cases: list, family: str
+) -> None:
+    translator = backend.CT2Translator(ct2_models[family], DecodingOptions(beam_size=1))
+    sources = [source for source, _ in term_cases]
+    terms = [found for _, found in term_cases]
+    hypotheses = translator._decode(sources, terms)
+    assert any(h.tokens != h.decoded for h in hypotheses), "no term was edited in"
+    _, confidences = translator.translate_batch_scored(sources, terms)
+    for hypothesis, confidence in zip(hypotheses, confidences):
+        assert confidence is not None
+        assert confidence.tokens == len(hypothesis.decoded)
+        assert confidence.min_token == hypothesis.decoded[confidence.min_position]
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
 def test_exact_length_gives_every_sentence_its_limit_in_both_backends(
     ct2_models: dict, loaded_models: dict, family: str
 ) -> None:

@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 
 import forumtranslate.run
 from forumtranslate.cli import main
+from forumtranslate.confidence import Confidence
 from forumtranslate.glossary import check_terms
 from forumtranslate.records import TermMatch
 from forumtranslate.storage import Journal
@@ -222,10 +223,15 @@ class CtrlCDuringBatch(Translator):
     def translate_batch(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
+        return self.translate_batch_scored(sources, terms)[0]
+
+    def translate_batch_scored(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> tuple[list[str], list[Confidence | None]]:
         self.calls += 1
         if self.calls == self.batch:
             os.kill(os.getpid(), signal.SIGINT)
-        return self.inner.translate_batch(sources, terms)
+        return self.inner.translate_batch_scored(sources, terms)
 
     def count_tokens(self, sources: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(sources)

@@ -9,6 +9,7 @@ import re
 import shutil
 import urllib.error
 import urllib.request
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from forumtranslate.cli import main
+from forumtranslate.confidence import Confidence
 from forumtranslate.glossary import avoided_found, check_terms, load_glossary
 from forumtranslate.records import TermMatch
 from forumtranslate.review import (
@@ -57,8 +59,15 @@ class Spoiled(Translator):
     def translate_batch(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
-        out = self.inner.translate_batch(sources, terms)
-        return [self.spoil.get(src, lambda text: text)(text) for src, text in zip(sources, out)]
+        return self.translate_batch_scored(sources, terms)[0]
+
+    def translate_batch_scored(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> tuple[list[str], list[Confidence | None]]:
+        """The model's confidence stays that of its own output, as for a term edited in."""
+        out, confidences = self.inner.translate_batch_scored(sources, terms)
+        spoiled = [self.spoil.get(src, lambda text: text)(text) for src, text in zip(sources, out)]
+        return spoiled, confidences
 
     def count_tokens(self, sources: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(sources)
@@ -413,6 +422,179 @@ def test_page_in_a_headless_browser(review_run: Path) -> None:
             print(
                 f"review page screenshots: {SCREENSHOT}, {SCREENSHOT.with_name('review-terms.png')}"
             )
+            assert errors == []
+        finally:
+            browser.close()
+
+
+# --- pictures, confidence and the review-first order -------------------------------------
+
+
+def page_svg(page: str, key: str) -> ET.Element:
+    """The inline SVG of the picture ``key``, parsed as the XML it is."""
+    figure = re.search(rf'<figure class="chart" id="{key}">(.*?)</figure>', page, re.S)
+    assert figure, f"no picture {key}"
+    svg = re.search(r"<svg .*?</svg>", figure.group(1), re.S)
+    assert svg
+    return ET.fromstring(svg.group(0))
+
+
+def number_table(page: str, key: str) -> list[list[str]]:
+    figure = re.search(rf'<figure class="chart" id="{key}">(.*?)</figure>', page, re.S)
+    assert figure
+    body = re.search(r"<tbody>(.*?)</tbody>", figure.group(1), re.S)
+    assert body
+    return [
+        [html.unescape(c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body.group(1))
+    ]
+
+
+def _height(root: ET.Element, gid: str) -> float:
+    [g] = [e for e in root.iter() if e.get("id") == gid]
+    path = g.find("{http://www.w3.org/2000/svg}path")
+    assert path is not None
+    ys = [float(y) for y in re.findall(r"[ML] [-\d.e]+ ([-\d.e]+)", path.get("d", ""))]
+    return max(ys) - min(ys)
+
+
+def bead_confidence(run_dir: Path) -> list[float | None]:
+    """Each bead's token-weighted mean log-probability, straight from translations.jsonl."""
+    records = {
+        r["seg_id"]: r
+        for r in map(json.loads, (run_dir / "translations.jsonl").read_text().splitlines())
+    }
+    out: list[float | None] = []
+    for line in (run_dir / "alignment.jsonl").read_text().splitlines():
+        scored = [
+            records[s]["confidence"]
+            for s in json.loads(line)["src_seg_ids"]
+            if records[s].get("confidence")
+        ]
+        tokens = sum(c["tokens"] for c in scored)
+        out.append(
+            sum(c["mean_logprob"] * c["tokens"] for c in scored) / tokens if tokens else None
+        )
+    return out
+
+
+@pytest.mark.slow
+def test_pictures_draw_the_numbers_of_scores_json(review_run: Path) -> None:
+    page = (review_run / "review.html").read_text(encoding="utf-8")
+    scores = json.loads((review_run / "scores.json").read_text())
+
+    bars = page_svg(page, "chart-chrf-doc")
+    axes = _height(bars, "chart-chrf-doc-axes")
+    for k, (doc_id, doc) in enumerate(scores["documents"].items()):
+        drawn = _height(bars, f"chart-chrf-doc-bar-{k}") / axes * 100  # the axis is 0-100
+        assert drawn == pytest.approx(doc["chrF2"], abs=0.05), doc_id
+    assert number_table(page, "chart-chrf-doc") == [
+        [doc_id, f"{doc['chrF2']:.1f}"] for doc_id, doc in scores["documents"].items()
+    ]
+
+    chrf = [b["chrF2"] for b in scores["beads"]]
+    counts = [
+        sum(lo <= c < lo + 10 or (lo == 90 and c == 100) for c in chrf) for lo in range(0, 100, 10)
+    ]
+    assert [int(row[1]) for row in number_table(page, "chart-chrf-hist")] == counts
+    histogram = page_svg(page, "chart-chrf-hist")
+    labels = {
+        int(e.get("id", "").rsplit("-", 1)[1]): "".join(e.itertext()).strip()
+        for e in histogram.iter()
+        if e.get("id", "").startswith("chart-chrf-hist-label-")
+    }
+    assert labels == {k: str(c) for k, c in enumerate(counts) if c}
+
+    confidence = bead_confidence(review_run)
+    assert all(c is not None for c, b in zip(confidence, scores["beads"]) if b["src_seg_ids"])
+    scatter = page_svg(page, "chart-scatter")
+    points = [e for e in scatter.iter() if e.get("id") == "chart-scatter-points"]
+    drawn_points = points[0].findall(".//{http://www.w3.org/2000/svg}use")
+    assert len(drawn_points) == sum(c is not None for c in confidence)
+    rows = number_table(page, "chart-scatter")
+    expected = [(c, b["chrF2"]) for c, b in zip(confidence, scores["beads"]) if c is not None]
+    assert len(rows) == len(expected)
+    for (_, conf, chrf_cell), (c, f) in zip(rows, expected):
+        assert float(conf) == pytest.approx(c, abs=1e-3)
+        assert float(chrf_cell) == pytest.approx(f, abs=0.05)
+
+    records = [json.loads(line) for line in (review_run / "translations.jsonl").open()]
+    terms = number_table(page, "chart-terms")
+    for doc_id, *cells in terms:
+        found = [t["found"] for r in records if r["doc_id"] == doc_id for t in r["terms"]]
+        assert cells[:4] == [str(sum(found)), "0", "0", str(found.count(False))]
+
+    # the confidence column shows what the records say
+    shown = re.findall(r'data-confidence="([^"]*)"', page)
+    assert len(shown) == len(confidence)
+    for cell, c in zip(shown, confidence):
+        assert (cell == "") == (c is None)
+        if c is not None:
+            assert float(cell) == pytest.approx(c, abs=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_pictures_and_the_review_first_order_in_a_headless_browser(review_run: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra)")
+    scores = json.loads((review_run / "scores.json").read_text())
+    chrf = [b["chrF2"] for b in scores["beads"]]
+    problems = expected_problems(review_run)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto((review_run / "review.html").as_uri())
+
+            pictures = page.locator("figure.chart svg")
+            assert pictures.count() == 5
+            for k in range(5):
+                box = pictures.nth(k).bounding_box()
+                assert box and box["width"] > 200 and box["height"] > 100
+            # the numbers behind a picture open for a reader
+            table = page.locator("#chart-chrf-doc table.numbers")
+            assert not table.is_visible()
+            page.click("#chart-chrf-doc summary")
+            assert table.is_visible()
+            assert page.get_by_role("img", name=re.compile("^Bar chart of chrF2")).count() == 1
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT.with_name("review-charts.png")), full_page=False)
+
+            visible = page.locator("tr.bead:visible")
+            conf = [
+                None if v == "" else float(v)
+                for v in visible.evaluate_all("rs => rs.map(r => r.dataset.confidence)")
+            ]
+            page.select_option("#f-sort", "conf")
+            order = [int(v) for v in visible.evaluate_all("rs => rs.map(r => r.dataset.order)")]
+            big = float("inf")
+            assert order == sorted(
+                range(len(conf)), key=lambda k: (conf[k] if conf[k] is not None else big, k)
+            )
+
+            known = sorted(c for c in conf if c is not None)
+            quartile = known[(len(known) - 1) // 4]
+            urgency = [
+                int(c is not None and c <= quartile) + int(p > 0) + int(f < LOW_CHRF)
+                for c, p, f in zip(conf, problems, chrf)
+            ]
+            page.select_option("#f-sort", "first")
+            order = [int(v) for v in visible.evaluate_all("rs => rs.map(r => r.dataset.order)")]
+            assert order == sorted(
+                range(len(conf)),
+                key=lambda k: (-urgency[k], conf[k] if conf[k] is not None else big, chrf[k], k),
+            )
+            assert urgency[order[0]] >= 2
+            page.evaluate("window.scrollTo(0, document.querySelector('nav.controls').offsetTop)")
+            page.screenshot(path=str(SCREENSHOT.with_name("review-first.png")))
+
+            limit = (known[0] + known[-1]) / 2
+            page.fill("#f-conf", f"{limit}")
+            page.check("#f-unsure")
+            assert visible.count() == sum(c is not None and c < limit for c in conf)
             assert errors == []
         finally:
             browser.close()

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from forumtranslate.cli import main
+from forumtranslate.confidence import Confidence
 from forumtranslate.errors import ForumTranslateError
 from forumtranslate.records import TermMatch
 from forumtranslate.run import JOURNAL_FILE, RunConfig, make_translator, run
@@ -45,11 +46,16 @@ class CrashAfter(Translator):
     def translate_batch(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
+        return self.translate_batch_scored(sources, terms)[0]
+
+    def translate_batch_scored(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> tuple[list[str], list[Confidence | None]]:
         if self.left == 0:
             raise KeyboardInterrupt("simulated crash")
         self.left -= 1
         self.calls += 1
-        return self.inner.translate_batch(sources, terms)
+        return self.inner.translate_batch_scored(sources, terms)
 
     def count_tokens(self, sources: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(sources)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import os
+import re
 import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -325,6 +327,52 @@ def test_cli_impact_translates_under_the_old_and_the_new_glossary(
     assert "beam 1" in result.stdout and "terms hard" in result.stdout
 
 
+def test_cli_impact_page_without_translations_lists_the_term_changes(
+    glossary_repo: Path,
+) -> None:
+    args = ["glossary", "impact", "--base", "HEAD", "--no-translate", "--html", "page.html"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    page = html.unescape((glossary_repo / "page.html").read_text(encoding="utf-8"))
+    assert page.count('<tr class="unit ') == 6
+    assert page.count("シンクタンク: “think tank” → “policy institute”") == 3
+    assert "Not translated" in page
+
+
+def test_cli_impact_writes_the_comparison_page_beside_the_markdown(
+    glossary_repo: Path, tiny_marian: Path
+) -> None:
+    (glossary_repo / "forumtranslate.toml").write_text(
+        '[run]\ndevice = "cpu"\nbeam_size = 1\n', encoding="utf-8"
+    )
+    args = ["glossary", "impact", "--base", "HEAD", "--model", str(tiny_marian)]
+    result = CliRunner().invoke(main, [*args, "--html", "impact.html"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("## Glossary impact:")  # the Markdown, as without --html
+    blocks = result.stdout.split("\n**`")[1:]
+    page = (glossary_repo / "impact.html").read_text(encoding="utf-8")
+    rows = re.findall(r'<tr class="unit [a-z]+" data-doc="[^"]+".*?</tr>', page, re.S)
+    assert len(rows) == len(blocks) == 6
+    for block, row in zip(blocks, rows):
+        seg_id = block.split("`", 1)[0]
+        assert f"</span>{seg_id}</td>" in row
+        lines = dict(line[2:].split(": ", 1) for line in block.splitlines() if line[:2] == "- ")
+        cells = re.findall(r'<td class="(?:a|b)" lang="en">(.*?)</td>', row)
+        words = [re.sub(r"</?(?:ins|del)>", "", html.unescape(c)) for c in cells]
+        # the Markdown escapes its special characters; the page shows the text
+        assert [" ".join(w.split()) for w in words] == [
+            re.sub(r"\\(.)", r"\1", lines["translation before"]),
+            re.sub(r"\\(.)", r"\1", lines["translation after"]),
+        ]
+        assert "conf −" in row  # each side's confidence
+    think_tank = [r for r in rows if "シンクタンク" in r]
+    assert len(think_tank) == 3
+    assert all(
+        "“think tank” found → “policy institute” found" in html.unescape(r) for r in think_tank
+    )
+    assert "<th>reference</th>" not in page and "by confidence" in page
+
+
 @pytest.mark.parametrize(
     ("rev", "message"),
     [
@@ -386,6 +434,9 @@ def test_workflow_lints_and_reports_impact_on_glossary_changes() -> None:
     runs = "\n".join(step.get("run", "") for step in steps)
     assert "forumtranslate glossary lint --strict" in runs
     assert "forumtranslate glossary impact --base" in runs and "--no-translate" in runs
+    assert "--html glossary-impact.html" in runs  # the page, uploaded for the reviewers
+    [upload] = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact")]
+    assert upload["with"]["path"] == "glossary-impact.html"
 
 
 def test_a_change_of_kind_is_a_change_but_no_impact(tmp_path: Path) -> None:

@@ -416,6 +416,12 @@ def glossary_export(path: Path, fmt: str, output: Path | None) -> None:
 @click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (as for run).")
 @click.option("--no-translate", is_flag=True, help="List the sentences only; load no model.")
 @click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the sentences side by side as one HTML page (as compare --html).",
+)
+@click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -425,14 +431,25 @@ def glossary_export(path: Path, fmt: str, output: Path | None) -> None:
 )
 @user_errors
 def glossary_impact(
-    path: Path | None, rev: str, no_translate: bool, config_path: Path, **options: Any
+    path: Path | None,
+    rev: str,
+    no_translate: bool,
+    html_out: Path | None,
+    config_path: Path,
+    **options: Any,
 ) -> None:
     """What the change to PATH since git revision REV does, as Markdown for a pull request:
     entries added, removed and changed, the corpus sentences whose terms change, and their
     translations under the old and the new glossary (unless --no-translate)."""
     from forumtranslate.config import load_run_config
     from forumtranslate.glossary import load_glossary
-    from forumtranslate.termbase import impact_report, impact_translator, load_glossary_at
+    from forumtranslate.termbase import (
+        glossary_impact,
+        impact_comparison,
+        impact_markdown,
+        impact_translator,
+        load_glossary_at,
+    )
 
     settings = load_run_config(config_path)
     settings.update({key: value for key, value in options.items() if value is not None})
@@ -440,7 +457,13 @@ def glossary_impact(
     new, old = load_glossary(path), load_glossary_at(path, rev)
     load = None if no_translate else functools.partial(impact_translator, settings)
     data_dir = Path(settings.get("data", "data"))
-    click.echo(impact_report(old, new, data_dir, load, base=rev), nl=False)
+    impact = glossary_impact(old, new, data_dir, load, base=rev)
+    click.echo(impact_markdown(impact), nl=False)
+    if html_out is not None:
+        from forumtranslate.comparison import write_comparison
+
+        write_comparison(impact_comparison(impact), html_out)
+        click.echo(f"wrote {html_out}", err=True)
 
 
 # --- align ---------------------------------------------------------------------------
@@ -593,9 +616,22 @@ def score(
     show_default=True,
     help="Decimals in the table.",
 )
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the two runs side by side, unit by unit, as one HTML page.",
+)
 @user_errors
 def compare(
-    run_a: Path, run_b: Path, test: str, n_bootstrap: int, n_trials: int, as_json: bool, width: int
+    run_a: Path,
+    run_b: Path,
+    test: str,
+    n_bootstrap: int,
+    n_trials: int,
+    as_json: bool,
+    width: int,
+    html_out: Path | None,
 ) -> None:
     """Does RUN_B beat RUN_A beyond noise? Paired significance tests (sacrebleu's) with
     95% confidence intervals and p-values, on the reference units both alignments share."""
@@ -609,6 +645,11 @@ def compare(
         click.echo(json.dumps(result, ensure_ascii=False, indent=1))
     else:
         click.echo(format_comparison(result, width), nl=False)
+    if html_out is not None:
+        from forumtranslate.comparison import compare_run_folders, write_comparison
+
+        write_comparison(compare_run_folders(run_a, run_b, result), html_out)
+        click.echo(f"wrote {html_out}", err=True)
 
 
 # --- review --------------------------------------------------------------------------

@@ -66,10 +66,11 @@ import re
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from forumtranslate.confidence import Confidence, combine, summarise
 from forumtranslate.errors import ForumTranslateError, ModelNotAvailableError
 from forumtranslate.glossary import check_terms
 from forumtranslate.models import (
@@ -371,6 +372,7 @@ class Hypothesis:
 
     tokens: tuple[str, ...]
     text: str
+    decoded: tuple[str, ...] = ()  # the decoder's own tokens, before any term edit
 
 
 class CT2Translator(Translator):
@@ -419,16 +421,26 @@ class CT2Translator(Translator):
     def translate_batch(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
+        return self.translate_batch_scored(sources, terms)[0]
+
+    def translate_batch_scored(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> tuple[list[str], list[Confidence | None]]:
         pieces = [
             piece
             for i, (text, found) in enumerate(zip(sources, terms))
             for piece in split_to_fit(text, found, self._count_one, self.max_input_tokens, i)
         ]
         hypotheses = self._decode([p.text for p in pieces], [p.terms for p in pieces])
+        scored = self._confidence([p.text for p in pieces], hypotheses)
         joined: list[list[str]] = [[] for _ in sources]
-        for piece, hypothesis in zip(pieces, hypotheses):
+        parts: list[list[Confidence | None]] = [[] for _ in sources]
+        for piece, hypothesis, confidence in zip(pieces, hypotheses, scored):
             joined[piece.sentence].append(hypothesis.text)
-        return [" ".join(part for part in parts if part) for parts in joined]
+            parts[piece.sentence].append(confidence)
+        return [" ".join(part for part in done if part) for done in joined], [
+            combine(p) for p in parts
+        ]
 
     def _decode(self, texts: list[str], terms: Sequence[Sequence[TermMatch]]) -> list[Hypothesis]:
         options, tokenizer = self.options, self.model.tokenizer
@@ -451,10 +463,33 @@ class CT2Translator(Translator):
         for piece, (tokens, attention) in zip(pieces, results):
             tokens = tokens[: piece.limit]
             if piece.terms:
-                hypotheses.append(self.enforce_terms(piece, tokens, attention))
+                hypothesis = self.enforce_terms(piece, tokens, attention)
             else:
-                hypotheses.append(Hypothesis(tuple(tokens), self.detokenize(tokens)))
+                hypothesis = Hypothesis(tuple(tokens), self.detokenize(tokens))
+            hypotheses.append(replace(hypothesis, decoded=tuple(tokens)))
         return hypotheses
+
+    def _confidence(
+        self, texts: Sequence[str], hypotheses: Sequence[Hypothesis]
+    ) -> list[Confidence | None]:
+        """The model's log-probability of each piece's decoded tokens (``confidence.py``):
+        CTranslate2's ``score_batch``, the target-language token and EOS left out."""
+        tokenizer, lang = self.model.tokenizer, list(self.model.target_prefix)
+        scored = [k for k, h in enumerate(hypotheses) if h.decoded]
+        out: list[Confidence | None] = [None] * len(hypotheses)
+        if not scored:
+            return out
+        encoded = tokenizer([texts[k] for k in scored], add_special_tokens=True)["input_ids"]
+        results = self.model.translator.score_batch(
+            [tokenizer.convert_ids_to_tokens(ids) for ids in encoded],
+            [lang + list(hypotheses[k].decoded) for k in scored],
+            max_input_length=0,
+            offset=len(lang),
+        )
+        for k, result in zip(scored, results):
+            tokens = hypotheses[k].decoded
+            out[k] = summarise(list(result.log_probs)[: len(tokens)], tokens)
+        return out
 
     def _generate(
         self, pieces: Sequence[_Piece], attention: bool

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from forumtranslate import __version__
+from forumtranslate.confidence import Confidence
 from forumtranslate.corpus import load_documents, read_text
 from forumtranslate.errors import ForumTranslateError, InputError
 from forumtranslate.glossary import Glossary, load_glossary
@@ -61,6 +62,7 @@ INPUT_FORMATS = ("auto", "data", "folder", "jsonl", "parquet", "hf")
 SHARD_DIR = "shards"
 SHARD_METADATA_KEY = b"forumtranslate.shard"
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+Output = tuple[str, dict[str, Any] | None]  # a translation and its confidence, as JSON
 
 
 # --- options -------------------------------------------------------------------------
@@ -411,8 +413,9 @@ class TranslateBatches:
         for payload in table.column("payload").to_pylist():
             batch = json.loads(payload)
             terms = [tuple(_term_from_json(t) for t in found) for found in batch["terms"]]
+            texts, confidences = self.translator.translate_batch_scored(batch["sources"], terms)
             translations.append(
-                json.dumps(self.translator.translate_batch(batch["sources"], terms))
+                json.dumps([[t, c.to_json() if c else None] for t, c in zip(texts, confidences)])
             )
         return pa.table(
             {
@@ -454,9 +457,9 @@ def translate_on_ray(
     batches: Sequence[Sequence[int]],
     sources: Sequence[SourceSentence],
     signature: str,
-) -> Iterator[tuple[Shard, list[str]]]:
-    """Each pending shard with its translations (in its positions' order), as its last
-    batch comes back from the actor pool."""
+) -> Iterator[tuple[Shard, list[Output]]]:
+    """Each pending shard with its translations and their confidence (in its positions'
+    order), as its last batch comes back from the actor pool."""
     import ray.data
 
     if not pending:
@@ -474,7 +477,7 @@ def translate_on_ray(
         num_gpus=options.gpus_per_actor or None,
     )
     by_number = {s.number: s for s in pending}
-    received: dict[int, dict[int, list[str]]] = {}
+    received: dict[int, dict[int, list[Output]]] = {}
     blocks = iter(translated.iter_batches(batch_size=None, batch_format="pyarrow"))
     try:
         for block in blocks:
@@ -490,7 +493,7 @@ def translate_on_ray(
                         "(another model, device or library version); every node needs the same"
                     )
                 got = received.setdefault(number, {})
-                got[batch] = json.loads(outputs)
+                got[batch] = [(text, scored) for text, scored in json.loads(outputs)]
                 shard = by_number[number]
                 if len(got) == len(shard.batches):
                     by_position = {
@@ -519,6 +522,15 @@ def shard_schema() -> Any:
             ("found", pa.bool_()),
         ]
     )
+    confidence = pa.struct(
+        [
+            ("mean_logprob", pa.float64()),
+            ("min_logprob", pa.float64()),
+            ("min_position", pa.int64()),
+            ("min_token", pa.string()),
+            ("tokens", pa.int64()),
+        ]
+    )
     return pa.schema(
         [
             ("position", pa.int64()),
@@ -529,6 +541,7 @@ def shard_schema() -> Any:
             ("source", pa.string()),
             ("translation", pa.string()),
             ("terms", pa.list_(term)),
+            ("confidence", confidence),
         ]
     )
 
@@ -539,12 +552,13 @@ def write_shard(
     sources: Sequence[SourceSentence],
     translations: Sequence[str],
     settings_sha256: str,
+    confidences: Sequence[Confidence | None] | None = None,
 ) -> None:
     """The shard's run records, with their corpus positions, written whole or not at all."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    records = translation_records([sources[i] for i in shard.positions], translations)
+    records = translation_records([sources[i] for i in shard.positions], translations, confidences)
     rows = [{"position": i, **r} for i, r in zip(shard.positions, records)]
     meta = json.dumps(shard.metadata(settings_sha256)).encode()
     table = pa.Table.from_pylist(
@@ -584,22 +598,33 @@ def _foreign(path: Path) -> ForumTranslateError:
     )
 
 
-def read_shards(folder: Path, shards: Sequence[Shard], count: int) -> list[str]:
-    """Every sentence's translation, in corpus order, from the shard files alone."""
+def read_shards(
+    folder: Path, shards: Sequence[Shard], count: int
+) -> tuple[list[str], list[Confidence | None]]:
+    """Every sentence's translation and confidence, in corpus order, from the shard files."""
     import pyarrow.parquet as pq
 
     translations: list[str | None] = [None] * count
+    confidences: list[Confidence | None] = [None] * count
     for shard in shards:
-        table = pq.read_table(folder / shard.name, columns=["position", "translation"])
+        table = pq.read_table(folder / shard.name)
         positions = table.column("position").to_pylist()
         if tuple(positions) != shard.positions:
             raise _foreign(folder / shard.name)
-        for position, text in zip(positions, table.column("translation").to_pylist()):
+        scored = (
+            table.column("confidence").to_pylist()
+            if "confidence" in table.column_names
+            else [None] * len(positions)
+        )
+        for position, text, confidence in zip(
+            positions, table.column("translation").to_pylist(), scored
+        ):
             translations[position] = text
+            confidences[position] = Confidence.from_json(confidence)
     missing = sum(t is None for t in translations)
     if missing:
         raise ForumTranslateError(f"{missing} sentences have no translation in the shards", folder)
-    return [t or "" for t in translations]
+    return [t or "" for t in translations], confidences
 
 
 # --- stage 6: alignment per document, as Ray tasks --------------------------------------
@@ -759,13 +784,20 @@ def run_ray(
         try:
             with closing(finished):  # an interruption stops the actor pool at once
                 for shard, outputs in finished:
-                    write_shard(folder, shard, sources, outputs, settings_sha256)
+                    write_shard(
+                        folder,
+                        shard,
+                        sources,
+                        [text for text, _ in outputs],
+                        settings_sha256,
+                        [Confidence.from_json(scored) for _, scored in outputs],
+                    )
                     translated_now += len(shard.positions)
                     bar(len(shard.positions), resumed + translated_now)
         except Exception as err:
             raise _unwrap(err) from None
-        translations = read_shards(folder, shards, len(sources))
-        write_translations(out_dir, sources, translations)
+        translations, confidences = read_shards(folder, shards, len(sources))
+        write_translations(out_dir, sources, translations, confidences)
         scores = None
         if config.align_and_score:
             from forumtranslate.align import write_beads
@@ -773,7 +805,7 @@ def run_ray(
             from forumtranslate.score import score_run
 
             data_dir = Path(source.path)
-            records = list(translation_records(sources, translations))
+            records = list(translation_records(sources, translations, confidences))
             write_beads(out_dir / "alignment.jsonl", align_on_ray(data_dir, records, options))
             scores = score_run(out_dir)
             write_review(out_dir, data_dir, glossary_path=config.glossary_path)

@@ -22,6 +22,7 @@ import hashlib
 import html
 import http.server
 import json
+import math
 import re
 import sys
 import threading
@@ -32,6 +33,8 @@ from typing import Any
 
 from forumtranslate import __version__
 from forumtranslate.align import read_beads, read_jsonl, read_translations
+from forumtranslate.charts import Chart
+from forumtranslate.confidence import Confidence, combine
 from forumtranslate.corpus import read_manifest, read_text
 from forumtranslate.errors import ForumTranslateError, InputError
 from forumtranslate.glossary import (
@@ -134,10 +137,22 @@ class BeadView:
     flags: tuple[TermFlag, ...]
     entries: tuple[GlossaryEntry, ...] = ()  # terms found in its Japanese, in order
     postedits: tuple[tuple[PostEdit, float | None], ...] = ()
+    confidence: Confidence | None = None  # over its sentences' tokens (confidence.py)
+    term_edits: int = 0  # terms put in after decoding: records' how = edited | appended
 
     @property
     def problems(self) -> int:
         return len(self.flags)
+
+    def urgency(self, unsure_below: float | None) -> int:
+        """How many signs say "review me": confidence at or below ``unsure_below`` (the
+        run's lowest quarter), a term problem or a term edited in, chrF below LOW_CHRF."""
+        unsure = (
+            self.confidence is not None
+            and unsure_below is not None
+            and self.confidence.mean_logprob <= unsure_below
+        )
+        return int(unsure) + int(self.problems + self.term_edits > 0) + int(self.chrf < LOW_CHRF)
 
 
 @dataclass(frozen=True)
@@ -167,6 +182,13 @@ class RunView:
     def beads(self) -> Iterator[BeadView]:
         for document in self.documents:
             yield from document.beads
+
+    @property
+    def unsure_below(self) -> float | None:
+        """The lower quartile of the beads' confidence: at or below it a bead counts as one
+        the model was unsure of (None when the run recorded no confidence)."""
+        values = sorted(b.confidence.mean_logprob for b in self.beads if b.confidence)
+        return values[(len(values) - 1) // 4] if values else None
 
 
 NUMBER = (float, type(None))
@@ -327,6 +349,7 @@ def _bead_view(
                 TermFlag(entry.id, entry.source, entry.target, "avoid", form, entry.kind)
                 for form in avoided_found(translation, entry)
             ]
+    segment_records = [records[seg_id] for seg_id in bead.src_seg_ids]
     return BeadView(
         number=number,
         bead=bead,
@@ -339,7 +362,22 @@ def _bead_view(
             for entry_id in dict.fromkeys(t.entry_id for s in sentences for t in s.terms)
         ),
         postedits=postedits,
+        confidence=combine([Confidence.from_json(r.get("confidence")) for r in segment_records]),
+        term_edits=sum(
+            term_how(term) in ("edited", "appended")
+            for r in segment_records
+            for term in r.get("terms") or ()
+        ),
     )
+
+
+def term_how(term: Mapping[str, Any]) -> str:
+    """How a record's term got into the output: its ``how`` where the run recorded one
+    (decoded, edited, appended, missing), else decoded if found, missing if not."""
+    how = term.get("how")
+    if how:
+        return str(how)
+    return "decoded" if term.get("found") else "missing"
 
 
 def join_japanese(sentences: Sequence[str]) -> str:
@@ -466,7 +504,7 @@ table.beads th { text-align: left; font-size: .8rem; color: var(--muted); font-w
   border-bottom: 2px solid var(--line); padding: .25rem .5rem; }
 table.beads td { vertical-align: top; border-bottom: 1px solid var(--line);
   padding: .4rem .5rem; overflow-wrap: anywhere; }
-col.meta { width: 9.5rem; } col.score { width: 5.5rem; }
+col.meta { width: 9.5rem; } col.score { width: 6.5rem; }
 td.meta { font-size: .75rem; color: var(--muted); overflow-wrap: normal; }
 td.meta .kind { display: block; font-weight: 600; color: #1d2228; }
 td p { margin: 0 0 .3rem; }
@@ -490,10 +528,24 @@ div.pe { margin-top: .3rem; padding-top: .3rem; border-top: 1px dashed var(--lin
   font-size: .9rem; }
 div.pe .label { font-size: .75rem; color: var(--muted); }
 #empty { color: var(--muted); font-style: italic; }
+td.score .conf { display: block; font-size: .75rem; color: var(--muted); }
+td.score .conf.unsure { color: var(--low-ink); font-weight: 600; }
+section.charts { display: flex; flex-wrap: wrap; gap: 1rem 2rem; padding: .75rem 1.5rem;
+  border-bottom: 1px solid var(--line); }
+figure.chart { margin: 0; flex: 1 1 20rem; max-width: 30rem; }
+figure.chart figcaption { font-weight: 600; font-size: .9rem; }
+svg.chart { display: block; width: 100%; height: auto; max-height: 18rem; }
+figure.chart details { font-size: .8rem; }
+table.numbers { border-collapse: collapse; margin: .3rem 0; }
+table.numbers th, table.numbers td { border: 1px solid var(--line); padding: .1rem .4rem;
+  text-align: right; font-weight: normal; }
+table.numbers thead th { background: #f4f5f7; font-weight: 600; }
+table.numbers caption { text-align: left; color: var(--muted); }
 @media print {
   @page { size: A4 landscape; margin: 10mm; }
   html { font-size: 9pt; }
-  nav.controls { display: none; }
+  nav.controls, figure.chart details { display: none; }
+  section.charts { break-after: page; }
   header.summary { padding: 0 0 .3rem; }
   main { padding: 0; }
   tr.bead { break-inside: avoid; }
@@ -512,13 +564,25 @@ _JS = """
   const sorted = $("#sorted"), sortedBody = $("#sorted-body");
   const below = $("#f-below"), threshold = $("#f-threshold"), terms = $("#f-terms");
   const doc = $("#f-doc"), sort = $("#f-sort");
+  const unsure = $("#f-unsure"), confLimit = $("#f-conf");
+  // a bead without confidence (no machine text, or none recorded) sorts last
+  const conf = (row) => row.dataset.confidence === "" ? Infinity : Number(row.dataset.confidence);
+  const orders = {
+    asc: (a, b) => a.dataset.chrf - b.dataset.chrf,
+    desc: (a, b) => b.dataset.chrf - a.dataset.chrf,
+    conf: (a, b) => conf(a) - conf(b) || 0,
+    first: (a, b) => b.dataset.urgency - a.dataset.urgency || conf(a) - conf(b) || 0
+      || a.dataset.chrf - b.dataset.chrf,
+  };
   function apply() {
     const limit = parseFloat(threshold.value);
+    const confMax = parseFloat(confLimit.value);
     let shown = 0;
     for (const row of rows) {
       const visible = (!doc.value || row.dataset.doc === doc.value)
         && (!below.checked || !(Number(row.dataset.chrf) >= limit))
-        && (!terms.checked || Number(row.dataset.problems) > 0);
+        && (!terms.checked || Number(row.dataset.problems) + Number(row.dataset.edits) > 0)
+        && (!unsure.checked || conf(row) < confMax);
       row.hidden = !visible;
       if (visible) shown += 1;
     }
@@ -529,10 +593,9 @@ _JS = """
       }
       sorted.hidden = true;
     } else {
-      const sign = sort.value === "asc" ? 1 : -1;
+      const order = orders[sort.value];
       rows.slice()
-        .sort((a, b) => sign * (a.dataset.chrf - b.dataset.chrf)
-          || a.dataset.order - b.dataset.order)
+        .sort((a, b) => order(a, b) || a.dataset.order - b.dataset.order)
         .forEach((row) => sortedBody.appendChild(row));
       sections.forEach((section) => { section.hidden = true; });
       sorted.hidden = shown === 0;
@@ -540,8 +603,11 @@ _JS = """
     $("#shown").textContent = `${shown} of ${rows.length} beads shown`;
     $("#empty").hidden = shown > 0;
   }
-  for (const control of [below, terms, doc, sort]) control.addEventListener("change", apply);
+  for (const control of [below, terms, unsure, doc, sort]) {
+    control.addEventListener("change", apply);
+  }
   threshold.addEventListener("input", apply);
+  confLimit.addEventListener("input", apply);
   apply();
 })();
 """
@@ -583,12 +649,13 @@ def render_review(view: RunView) -> str:
         "</head>",
         "<body>",
         _render_summary(view),
+        _render_charts(view),
         _render_controls(view),
         "<main>",
         '<p id="empty" hidden>No bead matches these filters.</p>',
-        *(_render_document(document) for document in view.documents),
+        *(_render_document(document, view.unsure_below) for document in view.documents),
         '<section class="sorted" id="sorted" hidden>',
-        "<h2>All documents, sorted by chrF</h2>",
+        "<h2>All documents, sorted</h2>",
         _table_open(),
         '<tbody id="sorted-body"></tbody></table>',
         "</section>",
@@ -598,6 +665,112 @@ def render_review(view: RunView) -> str:
         "</html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def _minus(value: float, width: int = 2) -> str:
+    """A number with a typographic minus sign, as the pictures print it."""
+    return f"{value:.{width}f}".replace("-", "\u2212")
+
+
+def _conf_default(view: RunView) -> str:
+    unsure = view.unsure_below
+    return f"{math.floor(unsure * 10) / 10 + 0.1:.1f}" if unsure is not None else "-1.0"
+
+
+def run_charts(view: RunView) -> tuple[list[Chart], list[str]]:
+    """The pictures of a run, and notes for the ones it has no data for."""
+    from forumtranslate import charts
+
+    notes: list[str] = []
+    documents = view.scores.get("documents") or {}
+    out = [
+        charts.chrf_per_document(
+            [
+                (d.doc_id, float(documents.get(d.doc_id, {}).get("chrF2") or 0.0))
+                for d in view.documents
+            ]
+        ),
+        charts.histogram(
+            "chart-chrf-hist",
+            "Distribution of sentence chrF2 (per bead)",
+            [b.chrf for b in view.beads],
+            charts.CHRF_BINS,
+            "chrF2",
+        ),
+    ]
+    sentence_confidence = [
+        c.mean_logprob
+        for r in view.records.values()
+        if (c := Confidence.from_json(r.get("confidence"))) is not None
+    ]
+    if sentence_confidence:
+        out.append(
+            charts.histogram(
+                "chart-conf-hist",
+                "Distribution of confidence (per sentence)",
+                sentence_confidence,
+                charts.confidence_bins(sentence_confidence),
+                "mean token log-probability",
+            )
+        )
+        out.append(
+            charts.confidence_vs_chrf(
+                [
+                    ("+".join(b.bead.src_seg_ids), b.confidence.mean_logprob, b.chrf)
+                    for b in view.beads
+                    if b.confidence is not None
+                ]
+            )
+        )
+    else:
+        notes.append("This run recorded no confidence, so its two pictures are left out.")
+    per_document: list[tuple[str, dict[str, int]]] = []
+    for document in view.documents:
+        counts: dict[str, int] = {}
+        for bead in document.beads:
+            for seg_id in bead.bead.src_seg_ids:
+                for term in view.records[seg_id].get("terms") or ():
+                    how = term_how(term)
+                    counts[how] = counts.get(how, 0) + 1
+        per_document.append((document.doc_id, counts))
+    if any(counts for _, counts in per_document):
+        out.append(charts.terms_per_document(per_document))
+    else:
+        notes.append("No glossary term occurs in this run's sources.")
+    return out, notes
+
+
+def render_chart(chart: Chart) -> str:
+    """A picture in a figure, with its caption and the table of its numbers."""
+    head = "".join(f'<th scope="col">{_e(c)}</th>' for c in chart.columns)
+    body = "".join(
+        "<tr>"
+        + f'<th scope="row">{_e(row[0])}</th>'
+        + "".join(f"<td>{_e(cell)}</td>" for cell in row[1:])
+        + "</tr>"
+        for row in chart.rows
+    )
+    return (
+        f'<figure class="chart" id="{_e(chart.key)}">'
+        f"<figcaption>{_e(chart.title)}</figcaption>"
+        f"{chart.svg}"
+        f"<details><summary>The numbers behind “{_e(chart.title)}”</summary>"
+        f'<table class="numbers"><caption>{_e(chart.title)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></details>"
+        "</figure>"
+    )
+
+
+def _render_charts(view: RunView) -> str:
+    pictures, notes = run_charts(view)
+    return "\n".join(
+        [
+            '<section class="charts" aria-label="Pictures of the run">',
+            *(render_chart(chart) for chart in pictures),
+            *(f'<p class="note">{_e(note)}</p>' for note in notes),
+            "</section>",
+        ]
+    )
 
 
 def _render_summary(view: RunView) -> str:
@@ -661,7 +834,12 @@ def _render_summary(view: RunView) -> str:
         f"(red below {LOW_CHRF:g}, amber below {MID_CHRF:g}). "
         '<mark class="term">glossary term</mark> rendered as approved, '
         '<mark class="term miss">term</mark> missing from the machine translation, '
-        '<mark class="avoid">avoided rendering</mark> used.</p>',
+        '<mark class="avoid">avoided rendering</mark> used. '
+        "Confidence is the model's mean log-probability per token of its own output "
+        "(0 is certain; lower is less sure); a ranking aid, not a calibrated probability. "
+        "Review first puts first the beads with most of: confidence in the run's lowest "
+        f"quarter, a term problem or a term put in after decoding, chrF below {LOW_CHRF:g}."
+        "</p>",
         "</header>",
     ]
     return "\n".join(out)
@@ -680,11 +858,16 @@ def _render_controls(view: RunView) -> str:
         f'<input type="number" id="f-threshold" value="{LOW_CHRF:g}" min="0" max="100" '
         'step="1" aria-label="chrF threshold">'
         '<label><input type="checkbox" id="f-terms"> only term problems</label>'
+        '<label><input type="checkbox" id="f-unsure"> only confidence below</label>'
+        f'<input type="number" id="f-conf" value="{_conf_default(view)}" max="0" step="0.1" '
+        'aria-label="confidence threshold (mean log-probability per token)">'
         '<label>document <select id="f-doc"><option value="">all</option>'
         f"{options}</select></label>"
         '<label>order <select id="f-sort"><option value="corpus">corpus order</option>'
         '<option value="asc">chrF, lowest first</option>'
-        '<option value="desc">chrF, highest first</option></select></label>'
+        '<option value="desc">chrF, highest first</option>'
+        '<option value="conf">confidence, lowest first</option>'
+        '<option value="first">review first</option></select></label>'
         '<span id="shown"></span>'
         "</nav>"
     )
@@ -695,11 +878,11 @@ def _table_open() -> str:
         '<table class="beads"><colgroup><col class="meta"><col class="ja"><col class="mt">'
         '<col class="ref"><col class="score"></colgroup>'
         "<thead><tr><th>bead</th><th>Japanese</th><th>machine translation</th>"
-        "<th>reference</th><th>chrF</th></tr></thead>"
+        "<th>reference</th><th>chrF · confidence</th></tr></thead>"
     )
 
 
-def _render_document(document: DocumentView) -> str:
+def _render_document(document: DocumentView, unsure_below: float | None = None) -> str:
     info = document.info
     heading = info.title if info and info.title else document.doc_id
     if info and info.speaker and info.speaker != "-":
@@ -727,14 +910,14 @@ def _render_document(document: DocumentView) -> str:
             f'<p class="docmeta">{" · ".join(_e(m) for m in meta)}<br>{_e(score_line)}</p>',
             _table_open(),
             "<tbody>",
-            *(_render_bead(bead, document.doc_id) for bead in document.beads),
+            *(_render_bead(bead, document.doc_id, unsure_below) for bead in document.beads),
             "</tbody></table>",
             "</section>",
         ]
     )
 
 
-def _render_bead(bead: BeadView, doc_id: str) -> str:
+def _render_bead(bead: BeadView, doc_id: str, unsure_below: float | None = None) -> str:
     entries = bead.entries
     ja = "".join(
         f'<p id="seg-{_e(s.seg_id)}">{highlight(s.source, japanese_spans(s))}</p>'
@@ -761,9 +944,21 @@ def _render_bead(bead: BeadView, doc_id: str) -> str:
     )
     none = '<p class="none">none</p>'
     ids = "<br>".join(_e(i) for i in bead.bead.src_seg_ids) or "–"
+    confidence = bead.confidence
+    conf = ""
+    if confidence is not None:
+        unsure = unsure_below is not None and confidence.mean_logprob <= unsure_below
+        conf = (
+            f'<span class="conf{" unsure" if unsure else ""}" '
+            f'title="{confidence.tokens} tokens; lowest '
+            f"{confidence.min_logprob:.2f} at token {confidence.min_position} "
+            f'({_e(confidence.min_token)})">conf {_minus(confidence.mean_logprob)}</span>'
+        )
     return (
         f'<tr class="bead {_band(bead.chrf)}" data-doc="{_e(doc_id)}" '
         f'data-chrf="{bead.chrf!r}" data-problems="{bead.problems}" '
+        f'data-confidence="{confidence.mean_logprob if confidence else ""}" '
+        f'data-urgency="{bead.urgency(unsure_below)}" data-edits="{bead.term_edits}" '
         f'data-order="{bead.number}">'
         f'<td class="meta"><span class="kind">{_e(bead.bead.kind)}</span>{ids}</td>'
         f'<td class="ja" lang="ja">{ja or none}</td>'
@@ -771,7 +966,7 @@ def _render_bead(bead: BeadView, doc_id: str) -> str:
         f'<td class="ref" lang="en">{ref or none}</td>'
         f'<td class="score"><span class="label">chrF2</span>'
         f'<span class="chrf">{bead.chrf:.1f}</span>'
-        f'<span class="bleu">BLEU {bead.bleu:.1f}</span></td>'
+        f'<span class="bleu">BLEU {bead.bleu:.1f}</span>{conf}</td>'
         "</tr>"
     )
 

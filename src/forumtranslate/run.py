@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from forumtranslate import __version__
+from forumtranslate.confidence import Confidence
 from forumtranslate.corpus import load_documents, read_manifest, read_text
 from forumtranslate.errors import ForumTranslateError
 from forumtranslate.glossary import Glossary, check_terms, load_glossary, unspellable_forms
@@ -348,11 +349,15 @@ def run(
             for number, batch in enumerate(batches):
                 if str(number) in done:
                     continue
-                outputs = translator.translate_batch(
+                outputs, confidences = translator.translate_batch_scored(
                     [texts[i] for i in batch],
                     [_usable_terms(sources[i].terms, usable) for i in batch],
                 )
-                done[str(number)] = {"indices": batch, "translations": outputs}
+                done[str(number)] = {
+                    "indices": batch,
+                    "translations": outputs,
+                    "confidence": [c.to_json() if c else None for c in confidences],
+                }
                 journal.append(str(number), done[str(number)])
                 translated_now += len(batch)
                 bar(len(batch), resumed + translated_now)
@@ -363,9 +368,9 @@ def run(
                         "to resume",
                         out_dir,
                     )
-        translations = _collect(done, len(sources))
+        translations, confidences = _collect(done, len(sources))
         unspellable = frozenset(entry_id for entry_id, forms in usable.items() if not forms)
-        write_translations(out_dir, sources, translations, unspellable)
+        write_translations(out_dir, sources, translations, confidences, unspellable)
         scores = None
         if config.align_and_score:
             from forumtranslate.align import align_run
@@ -391,10 +396,11 @@ def write_translations(
     out_dir: Path,
     sources: Sequence[SourceSentence],
     translations: Sequence[str],
+    confidences: Sequence[Confidence | None] | None = None,
     unspellable: frozenset[str] = frozenset(),
 ) -> None:
     """translations.jsonl and translations.parquet, as ``run`` writes them, for other engines."""
-    records = list(translation_records(sources, translations, unspellable))
+    records = list(translation_records(sources, translations, confidences, unspellable))
     write_atomic(out_dir / TRANSLATIONS_FILE, "".join(dumps_line(r) + "\n" for r in records))
     _write_parquet(out_dir, records)
 
@@ -408,25 +414,33 @@ def _make_folder(out_dir: Path) -> None:
         ) from None
 
 
-def _collect(done: dict[str, Any], count: int) -> list[str]:
+def _collect(done: dict[str, Any], count: int) -> tuple[list[str], list[Confidence | None]]:
+    """Translations and confidences in corpus order (none from a journal written before
+    runs recorded confidence)."""
     translations: list[str | None] = [None] * count
+    confidences: list[Confidence | None] = [None] * count
     for unit in done.values():
-        for index, text in zip(unit["indices"], unit["translations"]):
+        scored = unit.get("confidence") or [None] * len(unit["indices"])
+        for index, text, confidence in zip(unit["indices"], unit["translations"], scored):
             translations[index] = text
+            confidences[index] = Confidence.from_json(confidence)
     missing = [i for i, t in enumerate(translations) if t is None]
     if missing:
         raise ForumTranslateError(f"{len(missing)} sentences have no translation in the journal")
-    return [t or "" for t in translations]
+    return [t or "" for t in translations], confidences
 
 
 def translation_records(
     sources: Sequence[SourceSentence],
     translations: Sequence[str],
+    confidences: Sequence[Confidence | None] | None = None,
     unspellable: frozenset[str] = frozenset(),
 ) -> Iterator[dict[str, Any]]:
-    """The records of translations.jsonl, in corpus order. A term of an ``unspellable``
+    """The records of translations.jsonl, in corpus order; ``confidence`` is null where the
+    backend gave none (``confidence.py`` says what it is). A term of an ``unspellable``
     entry (see ``check_spelling``) is marked so, not merely missing."""
-    for source, translation in zip(sources, translations):
+    confidences = confidences if confidences is not None else [None] * len(translations)
+    for source, translation, confidence in zip(sources, translations, confidences):
         segment = source.segment
         found = check_terms(translation, source.terms)
         yield {
@@ -446,6 +460,7 @@ def translation_records(
                 }
                 for term, hit in zip(source.terms, found)
             ],
+            "confidence": confidence.to_json() if confidence else None,
         }
 
 

@@ -274,10 +274,30 @@ def format_scores(result: dict[str, Any], width: int = 1, documents: bool = True
 # --- comparing two runs -----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PairedUnit:
+    """A stretch of reference both runs can be scored on, with each run's machine text
+    for it and the Japanese segments that text came from."""
+
+    doc_id: str
+    ref_ids: tuple[str, ...]
+    ref: str
+    hyp_a: str
+    hyp_b: str
+    seg_ids_a: tuple[str, ...]
+    seg_ids_b: tuple[str, ...]
+
+
 def paired_units(
     beads_a: Sequence[Bead], beads_b: Sequence[Bead]
 ) -> tuple[list[str], list[str], list[str]]:
-    """Segments both runs can be scored on, pair by pair: (hyps A, hyps B, refs).
+    """Segments both runs can be scored on, pair by pair: (hyps A, hyps B, refs)."""
+    units = paired_unit_details(beads_a, beads_b)
+    return [u.hyp_a for u in units], [u.hyp_b for u in units], [u.ref for u in units]
+
+
+def paired_unit_details(beads_a: Sequence[Bead], beads_b: Sequence[Bead]) -> list[PairedUnit]:
+    """The units both runs can be scored on, in corpus order.
 
     Each run has its own alignment, so their beads differ. A unit is the smallest run of
     reference sentences that no bead of either run straddles; each run's machine
@@ -289,9 +309,7 @@ def paired_units(
         raise InputError(
             f"the runs cover different documents: {', '.join(docs_a)} against {', '.join(docs_b)}"
         )
-    hyps_a: list[str] = []
-    hyps_b: list[str] = []
-    refs: list[str] = []
+    units: list[PairedUnit] = []
     for doc_id in docs_a:
         ref_a = [(i, s) for b in docs_a[doc_id] for i, s in zip(b.ref_ids, b.ref, strict=True)]
         ref_b = [(i, s) for b in docs_b[doc_id] for i, s in zip(b.ref_ids, b.ref, strict=True)]
@@ -300,14 +318,22 @@ def paired_units(
         m = len(ref_a)
         cuts = _cuts(docs_a[doc_id]) & _cuts(docs_b[doc_id])
         starts = sorted({0} | {c for c in cuts if 0 < c < m})
-        unit_a = _unit_texts(docs_a[doc_id], starts)
-        unit_b = _unit_texts(docs_b[doc_id], starts)
+        unit_a, segs_a = _unit_texts(docs_a[doc_id], starts)
+        unit_b, segs_b = _unit_texts(docs_b[doc_id], starts)
         for k, start in enumerate(starts):
             stop = starts[k + 1] if k + 1 < len(starts) else m
-            refs.append(" ".join(" ".join(s for _, s in ref_a[start:stop]).split()))
-            hyps_a.append(unit_a[k])
-            hyps_b.append(unit_b[k])
-    return hyps_a, hyps_b, refs
+            units.append(
+                PairedUnit(
+                    doc_id=doc_id,
+                    ref_ids=tuple(i for i, _ in ref_a[start:stop]),
+                    ref=" ".join(" ".join(s for _, s in ref_a[start:stop]).split()),
+                    hyp_a=unit_a[k],
+                    hyp_b=unit_b[k],
+                    seg_ids_a=segs_a[k],
+                    seg_ids_b=segs_b[k],
+                )
+            )
+    return units
 
 
 def _beads_by_doc(beads: Sequence[Bead]) -> dict[str, list[Bead]]:
@@ -327,16 +353,20 @@ def _cuts(beads: Sequence[Bead]) -> set[int]:
     return cuts
 
 
-def _unit_texts(beads: Sequence[Bead], starts: Sequence[int]) -> list[str]:
+def _unit_texts(
+    beads: Sequence[Bead], starts: Sequence[int]
+) -> tuple[list[str], list[tuple[str, ...]]]:
     import bisect
 
     texts: list[list[str]] = [[] for _ in starts]
+    seg_ids: list[list[str]] = [[] for _ in starts]
     position = 0
     for bead in beads:
         unit = max(0, bisect.bisect_right(starts, position) - 1)
         texts[unit].extend(bead.hyp)
+        seg_ids[unit].extend(bead.src_seg_ids)
         position += len(bead.ref)
-    return [" ".join(" ".join(t).split()) for t in texts]
+    return [" ".join(" ".join(t).split()) for t in texts], [tuple(s) for s in seg_ids]
 
 
 def compare_runs(

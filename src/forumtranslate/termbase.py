@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forumtranslate import __version__
+from forumtranslate.confidence import Confidence
 from forumtranslate.corpus import load_documents
 from forumtranslate.errors import ForumTranslateError, InputError
 from forumtranslate.glossary import (
@@ -37,6 +38,7 @@ from forumtranslate.segment import segment_document
 from forumtranslate.xmltext import xml_visible
 
 if TYPE_CHECKING:  # translate imports torch; export and --no-translate need none of it
+    from forumtranslate.comparison import Comparison
     from forumtranslate.translate import Translator
 
 # --- export --------------------------------------------------------------------------
@@ -349,6 +351,64 @@ def impact_translator(settings: Mapping[str, Any]) -> Translator:
     return make_translator(config)
 
 
+@dataclass(frozen=True)
+class Impact:
+    """A glossary change and what it does to the corpus: the report's and the page's data.
+
+    ``translations`` and ``confidences`` are (under the old glossary, under the new one),
+    None when nothing was translated."""
+
+    old: Glossary
+    new: Glossary
+    base: str
+    diff: GlossaryDiff
+    impacted: list[ImpactedSentence]
+    total: int
+    translations: tuple[list[str], list[str]] | None = None
+    confidences: tuple[list[Confidence | None], list[Confidence | None]] | None = None
+    signature: Mapping[str, Any] | None = None
+
+
+def glossary_impact(
+    old: Glossary,
+    new: Glossary,
+    data_dir: str | Path,
+    load_translator: Callable[[], Translator] | None = None,
+    base: str = "",
+) -> Impact:
+    """The change from ``old`` to ``new``: entries, impacted sentences and, with
+    ``load_translator``, their translations under the old and under the new glossary; the
+    model is loaded only if some sentence is impacted."""
+    diff = glossary_diff(old, new)
+    impacted, total = _scan(old, new, data_dir)
+    if load_translator is None or not impacted:
+        return Impact(old, new, base, diff, impacted, total)
+    translator = load_translator()
+    texts = [item.segment.text for item in impacted]
+    before = translator.translate_scored(texts, [item.old_terms for item in impacted])
+    after = translator.translate_scored(texts, [item.new_terms for item in impacted])
+    return Impact(
+        old,
+        new,
+        base,
+        diff,
+        impacted,
+        total,
+        translations=(before[0], after[0]),
+        confidences=(before[1], after[1]),
+        signature=translator.signature(),
+    )
+
+
+def impact_markdown(impact: Impact) -> str:
+    """A Markdown report of a glossary change, for a pull-request comment."""
+    lines = _header(impact.old, impact.new, impact.base)
+    lines += _diff_table(impact.diff)
+    lines += _sentences(impact.impacted, impact.total, impact.translations)
+    lines += _footer(impact.old, impact.new, impact.signature or {})
+    return "\n".join(lines) + "\n"
+
+
 def impact_report(
     old: Glossary,
     new: Glossary,
@@ -356,28 +416,47 @@ def impact_report(
     load_translator: Callable[[], Translator] | None = None,
     base: str = "",
 ) -> str:
-    """A Markdown report of the change from ``old`` to ``new``, for a pull-request comment.
+    """A Markdown report of the change from ``old`` to ``new`` (``glossary_impact``)."""
+    return impact_markdown(glossary_impact(old, new, data_dir, load_translator, base))
 
-    With ``load_translator``, the impacted sentences are translated under the old and under
-    the new glossary; the model is loaded only if some sentence is impacted.
-    """
-    diff = glossary_diff(old, new)
-    impacted, total = _scan(old, new, data_dir)
-    translations: tuple[list[str], list[str]] | None = None
-    signature: dict[str, Any] = {}
-    if load_translator is not None and impacted:
-        translator = load_translator()
-        texts = [item.segment.text for item in impacted]
-        translations = (
-            translator.translate(texts, [item.old_terms for item in impacted]),
-            translator.translate(texts, [item.new_terms for item in impacted]),
+
+def impact_comparison(impact: Impact) -> Comparison:
+    """The impacted sentences as a comparison page: old glossary (A) against new (B),
+    without references, so "better" means a higher confidence."""
+    from forumtranslate.comparison import ComparedUnit, Comparison, impact_term_changes
+    from forumtranslate.glossary import check_terms
+
+    units = []
+    for k, item in enumerate(impact.impacted):
+        text_a = impact.translations[0][k] if impact.translations else ""
+        text_b = impact.translations[1][k] if impact.translations else ""
+        found_a = check_terms(text_a, item.old_terms) if impact.translations else None
+        found_b = check_terms(text_b, item.new_terms) if impact.translations else None
+        units.append(
+            ComparedUnit(
+                doc_id=item.segment.doc_id,
+                label=item.segment.seg_id,
+                source=item.segment.text,
+                reference=None,
+                text_a=text_a,
+                text_b=text_b,
+                confidence_a=impact.confidences[0][k] if impact.confidences else None,
+                confidence_b=impact.confidences[1][k] if impact.confidences else None,
+                term_changes=impact_term_changes(item.old_terms, item.new_terms, found_a, found_b),
+            )
         )
-        signature = translator.signature()
-    lines = _header(old, new, base)
-    lines += _diff_table(diff)
-    lines += _sentences(impacted, total, translations)
-    lines += _footer(old, new, signature)
-    return "\n".join(lines) + "\n"
+    notes = [f"{len(impact.impacted)} of {impact.total} corpus sentences match other terms."]
+    if impact.translations is None:
+        notes.append("Not translated (--no-translate, or no sentence is impacted).")
+    base = impact.base or str(impact.old.path)
+    return Comparison(
+        title=f"Glossary impact: {impact.new.path} against {base}",
+        name_a=f"glossary at {base} ({impact.old.sha256[:12]})",
+        name_b=f"working copy ({impact.new.sha256[:12]})",
+        units=tuple(units),
+        better_by="confidence",
+        notes=tuple(notes),
+    )
 
 
 # --- Markdown ------------------------------------------------------------------------

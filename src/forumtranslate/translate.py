@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from forumtranslate.confidence import Confidence, combine, summarise, teacher_forced_logprobs
 from forumtranslate.constrain import Constraint, SearchOptions, constrained_beam_search
 from forumtranslate.errors import ForumTranslateError
 from forumtranslate.models import LoadedModel
@@ -59,6 +60,13 @@ class Translator(ABC):
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
         """English for each source sentence, every term in ``terms`` honoured if hard."""
+
+    def translate_batch_scored(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> tuple[list[str], list[Confidence | None]]:
+        """``translate_batch`` with the model's confidence in each output (``confidence.py``);
+        a backend that cannot score its output gives None."""
+        return self.translate_batch(sources, terms), [None] * len(sources)
 
     @abstractmethod
     def count_tokens(self, sources: Sequence[str]) -> list[int]:
@@ -103,6 +111,21 @@ class Translator(ABC):
             for i, text in zip(batch, translated):
                 out[i] = text
         return out
+
+    def translate_scored(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]] | None = None
+    ) -> tuple[list[str], list[Confidence | None]]:
+        """``translate`` with each output's confidence, in input order."""
+        terms = terms if terms is not None else [[] for _ in sources]
+        out: list[str] = [""] * len(sources)
+        scores: list[Confidence | None] = [None] * len(sources)
+        for batch in self.plan_batches(sources):
+            translated, confidences = self.translate_batch_scored(
+                [sources[i] for i in batch], [terms[i] for i in batch]
+            )
+            for i, text, confidence in zip(batch, translated, confidences):
+                out[i], scores[i] = text, confidence
+        return out, scores
 
 
 @dataclass(frozen=True)
@@ -216,6 +239,11 @@ class TransformersTranslator(Translator):
     def translate_batch(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
+        return self.translate_batch_scored(sources, terms)[0]
+
+    def translate_batch_scored(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> tuple[list[str], list[Confidence | None]]:
         limit = self.max_input_tokens
         pieces = [
             piece
@@ -224,10 +252,36 @@ class TransformersTranslator(Translator):
         ]
         token_ids = self._decode([p.text for p in pieces], [p.terms for p in pieces])
         texts = self.loaded.tokenizer.batch_decode(token_ids, skip_special_tokens=True)
+        scored = self._confidence([p.text for p in pieces], token_ids)
         joined: list[list[str]] = [[] for _ in sources]
-        for piece, text in zip(pieces, texts):
+        parts: list[list[Confidence | None]] = [[] for _ in sources]
+        for piece, text, confidence in zip(pieces, texts, scored):
             joined[piece.sentence].append(text.strip())
-        return [" ".join(part for part in parts if part) for parts in joined]
+            parts[piece.sentence].append(confidence)
+        return [" ".join(part for part in done if part) for done in joined], [
+            combine(p) for p in parts
+        ]
+
+    def _confidence(
+        self, texts: list[str], token_ids: Sequence[Sequence[int]]
+    ) -> list[Confidence | None]:
+        """The model's log-probability of the tokens it decoded (``confidence.py``), less the
+        forced target-language token."""
+        loaded, config = self.loaded, self.loaded.model.config
+        encoded = loaded.tokenizer(texts, return_tensors="pt", padding=True)
+        logprobs = teacher_forced_logprobs(
+            loaded.model,
+            encoded,
+            token_ids,
+            config.decoder_start_token_id,
+            config.pad_token_id,
+            loaded.device,
+        )
+        skip = 1 if loaded.forced_first_id is not None else 0
+        return [
+            summarise(values[skip:], loaded.tokenizer.convert_ids_to_tokens(list(ids[skip:])))
+            for ids, values in zip(token_ids, logprobs)
+        ]
 
     def _terms_fit(self, text: str, terms: Sequence[TermMatch]) -> bool:
         """Whether the decoder's positions hold the terms of a piece and a translation as
