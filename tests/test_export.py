@@ -571,15 +571,36 @@ def test_any_machine_output_exports_to_xliff_as_cp_elements(nasty_run: Path) -> 
         assert unit.target == visible
 
 
+POSTEDIT_CANNOT_HOLD = "\x00\t\n\r"  # a post-edit is one line of text, and NUL is refused
+
+
 def test_the_importer_reads_cp_back(nasty_run: Path, tmp_path: Path) -> None:
     """The XLIFF a reviewer returns untouched reads back as the machine output, control
-    characters and surrogates included (storing a lone surrogate is another matter:
-    postedits.jsonl is UTF-8, and no model's decoder can write one)."""
+    characters and noncharacters included, wherever a post-edit can hold them. A unit holding
+    a NUL, a tab, a line break or a lone surrogate (which postedits.jsonl, being UTF-8, could
+    not store, and no model's decoder writes) is refused with its line."""
     path = tmp_path / "back.xlf"
     view = load_run_view(nasty_run, glossary_path=GLOSSARY)
     path.write_bytes(export_xliff(view).encode("utf-8"))
-    postedits = read_postedit_file(path, nasty_run)
-    machine = {r["seg_id"]: r["translation"] for r in records(nasty_run)}
+    with pytest.raises(InputError, match=r"back\.xlf:\d+: "):
+        read_postedit_file(path, nasty_run)
+
+    holdable = [
+        t
+        for t in NASTY
+        if not any(c in POSTEDIT_CANNOT_HOLD or 0xD800 <= ord(c) <= 0xDFFF for c in t)
+    ]
+    holdable.append("".join(c for c in f"A{C0}B" if c not in POSTEDIT_CANNOT_HOLD))
+    run = Path(shutil.copytree(nasty_run, tmp_path / "run"))
+    lines = []
+    for k, record in enumerate(records(run)):
+        record["translation"] = holdable[k % len(holdable)]
+        lines.append(json.dumps(record))
+    (run / "translations.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    view = load_run_view(run, glossary_path=GLOSSARY)
+    path.write_bytes(export_xliff(view).encode("utf-8"))
+    postedits = read_postedit_file(path, run)
+    machine = {r["seg_id"]: r["translation"] for r in records(run)}
     assert len(postedits) == len(machine)
     for pe in postedits:
         assert pe.post_edit == machine[pe.seg_ids[0]].strip()  # the reader strips the ends
