@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from forumtranslate.errors import ForumTranslateError, ModelNotAvailableError
-from forumtranslate.glossary import check_terms
+from forumtranslate.glossary import TermMatcher, check_terms
 from forumtranslate.models import (
     NLLB_SOURCE_LANG,
     NLLB_TARGET_LANG,
@@ -79,7 +79,14 @@ from forumtranslate.models import (
     resolve_model_folder,
 )
 from forumtranslate.records import TermMatch
-from forumtranslate.translate import DecodingOptions, Translator, split_to_fit
+from forumtranslate.translate import (
+    DecodingOptions,
+    Translation,
+    Translator,
+    plain_how,
+    split_to_fit,
+)
+from forumtranslate.wordpieces import PieceText, decode_bytes
 
 CACHE_FOLDER = "forumtranslate-ct2"
 META_FILE = "forumtranslate-ct2.json"
@@ -94,7 +101,6 @@ COMPUTE_TYPES = (
     "float32",
 )
 DEFAULT_COMPUTE_TYPE = {"cpu": "int8", "cuda": "float16"}
-_WORD_CHAR = re.compile(r"\w")
 
 
 def cache_root() -> Path:
@@ -364,10 +370,12 @@ class _Piece:
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """A piece's English: the target tokens and their text (which the run records)."""
+    """A piece's English: the target tokens and their text (which the run records), and
+    per term how it got there (``translate.Translation``)."""
 
     tokens: tuple[str, ...]
     text: str
+    how: tuple[str, ...] = ()
 
 
 class CT2Translator(Translator):
@@ -379,6 +387,8 @@ class CT2Translator(Translator):
         self.max_input_tokens = self.options.max_input_tokens or model.max_input_tokens
         self._target_tokens: dict[str, tuple[str, ...]] = {}
         self._special = set(model.tokenizer.all_special_tokens)
+        self.pieces = PieceText.from_tokenizer(model.tokenizer)
+        self._ids: dict[str, int] = {}
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -389,11 +399,21 @@ class CT2Translator(Translator):
     def _count_one(self, text: str) -> int:
         return self.count_tokens([text])[0]
 
+    def _id(self, token: str) -> int:
+        if token not in self._ids:
+            self._ids[token] = self.model.tokenizer.convert_tokens_to_ids(token)
+        return self._ids[token]
+
     def target_tokens(self, text: str) -> tuple[str, ...]:
-        """``text`` as target-side pieces, a mid-sentence word sequence."""
+        """``text`` as target-side pieces, a word sequence that starts a new word (with the
+        leading space where the tokenizer spells one, as byte-level BPE does)."""
         if text not in self._target_tokens:
             tokenizer = self.model.tokenizer
-            ids = tokenizer(text_target=text, add_special_tokens=False)["input_ids"]
+            ids: list[int] = []
+            for variant in (text, " " + text):
+                ids = tokenizer(text_target=variant, add_special_tokens=False)["input_ids"]
+                if ids and not self.pieces.glue[ids[0]]:
+                    break
             self._target_tokens[text] = tuple(tokenizer.convert_ids_to_tokens(ids))
         return self._target_tokens[text]
 
@@ -404,18 +424,23 @@ class CT2Translator(Translator):
         return tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def is_glue(self, token: str) -> bool:
-        """Whether ``token`` continues the previous word (no "▁", starts with a word char)."""
-        return (
-            token not in self._special
-            and not token.startswith("▁")
-            and _WORD_CHAR.match(token) is not None
-        )
+        """Whether ``token`` continues the previous word (``wordpieces``' rule, the one the
+        transformers backend uses)."""
+        if token in self._special:
+            return False
+        i = self._id(token)
+        return 0 <= i < len(self.pieces.glue) and self.pieces.glue[i]
 
     # -- decoding -------------------------------------------------------------------------
 
     def translate_batch(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
+        return [t.text for t in self.translate_batch_terms(sources, terms)]
+
+    def translate_batch_terms(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> list[Translation]:
         pieces = [
             piece
             for i, (text, found) in enumerate(zip(sources, terms))
@@ -423,9 +448,14 @@ class CT2Translator(Translator):
         ]
         hypotheses = self._decode([p.text for p in pieces], [p.terms for p in pieces])
         joined: list[list[str]] = [[] for _ in sources]
+        how: list[list[str]] = [[] for _ in sources]
         for piece, hypothesis in zip(pieces, hypotheses):
             joined[piece.sentence].append(hypothesis.text)
-        return [" ".join(part for part in parts if part) for parts in joined]
+            how[piece.sentence].extend(hypothesis.how or plain_how(hypothesis.text, piece.terms))
+        return [
+            Translation(" ".join(part for part in parts if part), tuple(h))
+            for parts, h in zip(joined, how)
+        ]
 
     def _decode(self, texts: list[str], terms: Sequence[Sequence[TermMatch]]) -> list[Hypothesis]:
         options, tokenizer = self.options, self.model.tokenizer
@@ -508,7 +538,7 @@ class CT2Translator(Translator):
             for span in self._find(tokens, form, exact=True)
         ]
         if all(found) and not avoided:
-            return Hypothesis(tuple(tokens), text)
+            return Hypothesis(tuple(tokens), text, ("decoded",) * len(found))
         occupied = [
             span for m in piece.terms for form in _allowed(m) for span in self._find(tokens, form)
         ]
@@ -533,8 +563,9 @@ class CT2Translator(Translator):
             occupied.append((start, end))
         edited = self._apply(tokens, edits)
         text = self.detokenize(edited)
-        if all(check_terms(text, piece.terms)):
-            return Hypothesis(tuple(edited), text)
+        how = tuple("decoded" if ok else "edited" for ok in found)
+        if all(check_terms(text, piece.terms)) and not self._avoided_in(text, piece):
+            return Hypothesis(tuple(edited), text, how)
         # The placement failed the check: the whole hypothesis, then the missing terms.
         missing = [m for m, ok in zip(piece.terms, found) if not ok]
         appended = list(tokens) + [t for m in missing for t in self.target_tokens(m.target)]
@@ -544,7 +575,12 @@ class CT2Translator(Translator):
             text = " ".join([self.detokenize(tokens), *(m.target for m in missing)]).strip()
         if not all(check_terms(text, piece.terms)):  # each missing form is now in the text
             raise AssertionError(f"glossary constraint lost in {text!r}")
-        return Hypothesis(tuple(appended), text)
+        how = tuple("decoded" if ok else "appended" for ok in found)
+        return Hypothesis(tuple(appended), text, how)
+
+    @staticmethod
+    def _avoided_in(text: str, piece: _Piece) -> bool:
+        return bool(TermMatcher(piece.terms).avoided(text))
 
     def _apply(self, tokens: list[str], edits: list[tuple[int, int, int, TermMatch]]) -> list[str]:
         """Replace each edit's tokens by its term's approved form, left to right."""
@@ -570,11 +606,15 @@ class CT2Translator(Translator):
         With ``exact``, only ranges whose tokens hold the form and nothing more, so that
         replacing them removes exactly the form.
         """
-        spans, raw = [], ""
+        # Character offsets of each token in the text the pieces decode to (wordpieces).
+        spans, data = [], b""
         for token in tokens:
-            piece = "" if token in self._special else token.replace("▁", " ")
-            spans.append((len(raw), len(raw) + len(piece)))
-            raw += piece
+            start = len(decode_bytes(data, strip=False))
+            if token not in self._special:
+                i = self._id(token)
+                data += self.pieces.pieces[i] if 0 <= i < len(self.pieces.pieces) else b""
+            spans.append((start, len(decode_bytes(data, strip=False))))
+        raw = decode_bytes(data, strip=False)
         words = [re.escape(word) for word in form.split()]
         if not words:
             return []
