@@ -486,7 +486,11 @@ def _mask_logprobs(
                 if ends_prefix and sequence[-1] not in progress:
                     logprobs[flat, sequence[-1]] = NEG_INF
             if not tracker.constraints:
-                if options.exact_length and remaining > 1:
+                if remaining <= 1:  # the last token the limit leaves: EOS
+                    keep = logprobs[flat, options.eos_id].clone()
+                    logprobs[flat] = NEG_INF
+                    logprobs[flat, options.eos_id] = keep
+                elif options.exact_length:
                     logprobs[flat, options.eos_id] = NEG_INF
                 continue
             if hyp.score == NEG_INF or remaining - 1 >= tracker.surely_enough(state):

@@ -306,7 +306,7 @@ class TransformersTranslator(Translator):
             for i, (text, found) in enumerate(zip(sources, terms))
             for piece in split_to_fit(text, found, self._count_one, limit, sentence=i)
         ]
-        decoded = self._decode([p.text for p in pieces], [p.terms for p in pieces])
+        decoded = self._translate_pieces([p.text for p in pieces], [p.terms for p in pieces])
         joined: list[list[str]] = [[] for _ in sources]
         how: list[list[str]] = [[] for _ in sources]
         for piece, result in zip(pieces, decoded):
@@ -317,7 +317,13 @@ class TransformersTranslator(Translator):
             for parts, h in zip(joined, how)
         ]
 
-    def _decode(self, texts: list[str], terms: Sequence[Sequence[TermMatch]]) -> list[Translation]:
+    def _decode(self, texts: list[str], terms: Sequence[Sequence[TermMatch]]) -> list[list[int]]:
+        """One search over ``texts`` (constrained with hard terms): the token ids."""
+        return self._search(texts, terms, hard=self.options.terms == "hard")
+
+    def _translate_pieces(
+        self, texts: list[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> list[Translation]:
         """Plain beam search for all; then, with hard terms, constrained search for the
         sentences whose plain translation misses a term or writes an avoided rendering."""
         tokenizer = self.loaded.tokenizer
@@ -363,7 +369,7 @@ class TransformersTranslator(Translator):
         constraints = []
         judges = []
         blocked = []
-        for found in terms:
+        for found in terms if hard else [[] for _ in texts]:
             spellable = [m for m in found if any(self.spellable(f) for f in term_forms(m))]
             constraints.append(
                 [
