@@ -514,6 +514,9 @@ def shard_schema() -> Any:
             ("source", pa.string()),
             ("target", pa.string()),
             ("found", pa.bool_()),
+            ("how", pa.string()),
+            ("rendering", pa.string()),
+            ("lemma_found", pa.bool_()),
         ]
     )
     return pa.schema(

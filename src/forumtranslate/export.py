@@ -66,6 +66,7 @@ TSV_COLUMNS = (
     "BLEU",
     "term_problems",
     "terms",
+    "term_how",
     "post_edit",
 )
 XLIFF_NS = "urn:oasis:names:tc:xliff:document:2.0"
@@ -121,6 +122,16 @@ def term_cell(bead: BeadView) -> str:
     return "; ".join(items)
 
 
+def how_cell(bead: BeadView) -> str:
+    """How each glossary term of the bead got into the machine output (records.HOW), e.g.
+    ``経済安全保障 → economic security: decoded; 重要鉱物 → critical minerals: appended``."""
+    return "; ".join(
+        f"{term.source} → {term.target}: {how}"
+        for sentence in bead.sentences
+        for term, how in zip(sentence.terms, sentence.how)
+    )
+
+
 def export_tsv(view: RunView) -> str:
     """One row per bead, for a spreadsheet (see the module docstring for the choices)."""
     buffer = io.StringIO()
@@ -140,6 +151,7 @@ def export_tsv(view: RunView) -> str:
                 f"{bead.bleu:.2f}",
                 str(bead.problems),
                 spreadsheet_cell(term_cell(bead)),
+                spreadsheet_cell(how_cell(bead)),
                 spreadsheet_cell(machine) if bead.sentences else "",
             ]
         )
@@ -217,6 +229,8 @@ def export_tmx(view: RunView) -> str:
                 join_english([s.translation for s in bead.sentences]), where
             ),
         }
+        if any(s.terms for s in bead.sentences):
+            tu_props["x-term-how"] = _text(how_cell(bead), where)
         for kind, value in tu_props.items():
             ET.SubElement(tu, "prop", {"type": kind}).text = value
         sides = (
@@ -292,9 +306,13 @@ def _xliff_unit(file: ET.Element, bead: BeadView, seg_id: str) -> None:
     note.text = _text(
         f"reference{shared}: {reference}" if reference else "no reference sentence", seg_id
     )
-    for term, hit in zip(sentence.terms, sentence.found):
+    how = sentence.how or ("",) * len(sentence.terms)
+    for term, hit, h in zip(sentence.terms, sentence.found, how):
         ET.SubElement(notes, _q("note"), {"category": "terminology"}).text = _text(
-            f"{term.source} → {term.target}" + ("" if hit else " (missing)"), seg_id
+            f"{term.source} → {term.target}"
+            + ("" if hit else " (missing)")
+            + {"edited": " (edited in after decoding)", "appended": " (appended)"}.get(h, ""),
+            seg_id,
         )
     translated = bool(sentence.translation)
     segment = ET.SubElement(

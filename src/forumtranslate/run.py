@@ -26,7 +26,7 @@ from typing import Any
 from forumtranslate import __version__
 from forumtranslate.corpus import load_documents, read_manifest, read_text
 from forumtranslate.errors import ForumTranslateError
-from forumtranslate.glossary import Glossary, check_terms, load_glossary
+from forumtranslate.glossary import Glossary, TermMatcher, lemmatiser, load_glossary
 from forumtranslate.records import Segment, TermMatch
 from forumtranslate.segment import segment_document
 from forumtranslate.storage import (
@@ -251,10 +251,14 @@ def run(
             for number, batch in enumerate(batches):
                 if str(number) in done:
                     continue
-                outputs = translator.translate_batch(
+                outputs = translator.translate_batch_terms(
                     [texts[i] for i in batch], [sources[i].terms for i in batch]
                 )
-                done[str(number)] = {"indices": batch, "translations": outputs}
+                done[str(number)] = {
+                    "indices": batch,
+                    "translations": [o.text for o in outputs],
+                    "how": [list(o.how) for o in outputs],
+                }
                 journal.append(str(number), done[str(number)])
                 translated_now += len(batch)
                 bar(len(batch), resumed + translated_now)
@@ -266,8 +270,9 @@ def run(
                         out_dir,
                     )
         translations = _collect(done, len(sources))
-        write_atomic(out_dir / TRANSLATIONS_FILE, _records_jsonl(sources, translations))
-        _write_parquet(out_dir, sources, translations)
+        how = _collect_how(done, len(sources))
+        write_atomic(out_dir / TRANSLATIONS_FILE, _records_jsonl(sources, translations, how))
+        _write_parquet(out_dir, sources, translations, how)
         scores = None
         if config.align_and_score:
             from forumtranslate.align import align_run
@@ -290,11 +295,14 @@ def open_run_folder(out_dir: Path, settings: dict[str, Any]) -> None:
 
 
 def write_translations(
-    out_dir: Path, sources: Sequence[SourceSentence], translations: Sequence[str]
+    out_dir: Path,
+    sources: Sequence[SourceSentence],
+    translations: Sequence[str],
+    how: Sequence[Sequence[str] | None] | None = None,
 ) -> None:
     """translations.jsonl and translations.parquet, as ``run`` writes them, for other engines."""
-    write_atomic(out_dir / TRANSLATIONS_FILE, _records_jsonl(sources, translations))
-    _write_parquet(out_dir, sources, translations)
+    write_atomic(out_dir / TRANSLATIONS_FILE, _records_jsonl(sources, translations, how))
+    _write_parquet(out_dir, sources, translations, how)
 
 
 def _make_folder(out_dir: Path) -> None:
@@ -317,13 +325,59 @@ def _collect(done: dict[str, Any], count: int) -> list[str]:
     return [t or "" for t in translations]
 
 
+def appended_terms(out_dir: Path) -> list[str]:
+    """The seg_ids of the run's records with a term appended after the sentence."""
+    import json
+
+    path = Path(out_dir) / TRANSLATIONS_FILE
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        found += [record["seg_id"] for t in record["terms"] if t.get("how") == "appended"]
+    return found
+
+
+def _collect_how(done: dict[str, Any], count: int) -> list[list[str] | None]:
+    """Per sentence, how each term got there, as the journal has it (None: a journal from
+    before the backends said so, or another engine's)."""
+    how: list[list[str] | None] = [None] * count
+    for unit in done.values():
+        for index, item in zip(unit["indices"], unit.get("how") or ()):
+            how[index] = list(item) if isinstance(item, list) else None
+    return how
+
+
+def term_how(found: Sequence[bool], how: Sequence[str] | None) -> list[str]:
+    """``how`` made to agree with ``found``: a term not in the text is ``missing``; a term in
+    it that the backend did not account for was ``decoded``."""
+    if how is None or len(how) != len(found):
+        how = ["decoded"] * len(found)
+    return [
+        ("decoded" if h == "missing" else h) if hit else "missing" for hit, h in zip(found, how)
+    ]
+
+
 def translation_records(
-    sources: Sequence[SourceSentence], translations: Sequence[str]
+    sources: Sequence[SourceSentence],
+    translations: Sequence[str],
+    how: Sequence[Sequence[str] | None] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """The records of translations.jsonl, in corpus order."""
-    for source, translation in zip(sources, translations):
+    """The records of translations.jsonl, in corpus order.
+
+    Per term: ``found`` (exact match, one rendering per occurrence), ``how`` it got there,
+    the ``rendering`` credited to it as written, and ``lemma_found`` (found once both sides
+    are lemmatised: "critical mineral" for "critical minerals").
+    """
+    lemma = lemmatiser()
+    for k, (source, translation) in enumerate(zip(sources, translations)):
         segment = source.segment
-        found = check_terms(translation, source.terms)
+        matcher = TermMatcher(source.terms)
+        found = matcher.found(translation)
+        renderings = matcher.renderings(translation)
+        lemma_found = TermMatcher(source.terms, fold=lemma).found(translation)
+        sentence_how = term_how(found, how[k] if how is not None else None)
         yield {
             "doc_id": segment.doc_id,
             "seg_id": segment.seg_id,
@@ -337,24 +391,38 @@ def translation_records(
                     "source": term.source,
                     "target": term.target,
                     "found": hit,
+                    "how": h,
+                    "rendering": rendering,
+                    "lemma_found": lemma_hit,
                 }
-                for term, hit in zip(source.terms, found)
+                for term, hit, h, rendering, lemma_hit in zip(
+                    source.terms, found, sentence_how, renderings, lemma_found
+                )
             ],
         }
 
 
-def _records_jsonl(sources: Sequence[SourceSentence], translations: Sequence[str]) -> str:
-    return "".join(dumps_line(r) + "\n" for r in translation_records(sources, translations))
+def _records_jsonl(
+    sources: Sequence[SourceSentence],
+    translations: Sequence[str],
+    how: Sequence[Sequence[str] | None] | None = None,
+) -> str:
+    return "".join(
+        dumps_line(r) + "\n" for r in translation_records(sources, translations, how)
+    )
 
 
 def _write_parquet(
-    out_dir: Path, sources: Sequence[SourceSentence], translations: Sequence[str]
+    out_dir: Path,
+    sources: Sequence[SourceSentence],
+    translations: Sequence[str],
+    how: Sequence[Sequence[str] | None] | None = None,
 ) -> None:
     """The same records as an Arrow table, for pandas, DuckDB or ``datasets.load_dataset``."""
     import pyarrow.parquet as pq
     from datasets import Dataset
 
-    table = Dataset.from_list(list(translation_records(sources, translations))).data.table
+    table = Dataset.from_list(list(translation_records(sources, translations, how))).data.table
     with replacing(out_dir / "translations.parquet") as tmp:
         pq.write_table(table, tmp)
 

@@ -22,7 +22,7 @@ from forumtranslate.constrain import Constraint, SearchOptions, constrained_beam
 from forumtranslate.errors import ForumTranslateError
 from forumtranslate.glossary import TermMatcher, check_terms, contains_form
 from forumtranslate.models import LoadedModel
-from forumtranslate.records import TermMatch
+from forumtranslate.records import HOW, TermMatch
 from forumtranslate.wordpieces import PieceText, decode_bytes
 
 TERM_MODES = ("hard", "off")
@@ -49,9 +49,6 @@ class DecodingOptions:
             raise ForumTranslateError(f"beam size must be at least 1, got {self.beam_size}")
         if self.terms not in TERM_MODES:
             raise ForumTranslateError(f"--terms must be one of {', '.join(TERM_MODES)}")
-
-
-HOW = ("decoded", "edited", "appended", "missing")
 
 
 @dataclass(frozen=True)
