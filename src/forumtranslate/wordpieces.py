@@ -90,10 +90,11 @@ class PieceText:
         pieces = self.pieces
         return b"".join(pieces[i] for i in ids if 0 <= i < len(pieces))
 
-    def text(self, ids: Sequence[int]) -> str:
+    def text(self, ids: Sequence[int], final: bool = False) -> str:
         """The text of ``ids`` (the leading space a tokenizer drops, dropped; a character
-        whose bytes are not all there yet, left out)."""
-        return decode_bytes(self.data(ids))
+        whose bytes are not all there yet left out, or with ``final`` a U+FFFD, as the
+        tokenizer's own ``decode`` gives)."""
+        return decode_bytes(self.data(ids), final=final)
 
 
 def piece_bytes(token: str, alphabet: dict[str, int]) -> bytes:
@@ -107,10 +108,10 @@ def piece_bytes(token: str, alphabet: dict[str, int]) -> bytes:
     return token.replace("▁", " ").encode("utf-8")
 
 
-def decode_bytes(data: bytes, strip: bool = True) -> str:
+def decode_bytes(data: bytes, strip: bool = True, final: bool = False) -> str:
     """UTF-8 text of ``data``: an incomplete character at the end is left out (more bytes
     may come), any other invalid byte becomes U+FFFD, and the leading space goes (with
     ``strip``, as tokenizers drop it)."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    text = decoder.decode(data, final=False)
+    text = decoder.decode(data, final=final)
     return text.lstrip(" ") if strip else text
