@@ -165,7 +165,9 @@ def random_vocabulary(rng: random.Random, byte_share: float, size: int) -> list[
             pieces += [f"<0x{b:02X}>" for b in c.encode()]
         else:
             pieces.append(c)
-    words = [w for target, variants in TERMS.values() for f in (target, *variants) for w in f.split()]
+    words = [
+        w for target, variants in TERMS.values() for f in (target, *variants) for w in f.split()
+    ]
     while len(pieces) < size:
         kind = rng.random()
         if kind < 0.35:
@@ -174,9 +176,11 @@ def random_vocabulary(rng: random.Random, byte_share: float, size: int) -> list[
             piece = word[a : rng.randrange(a + 1, len(word) + 1)]
             pieces.append(("▁" if a == 0 and rng.random() < 0.6 else "") + piece)
         elif kind < 0.6:
-            pieces.append(rng.choice(["▁", ""]) + "".join(rng.choices(LETTERS, k=rng.randint(1, 4))))
+            pieces.append(
+                rng.choice(["▁", ""]) + "".join(rng.choices(LETTERS, k=rng.randint(1, 4)))
+            )
         elif kind < 0.75:
-            pieces.append(rng.choice([".", "(", ")", '"', "▁(", "▁\"", "'s", "▁-", "2", "▁7"]))
+            pieces.append(rng.choice([".", "(", ")", '"', "▁(", '▁"', "'s", "▁-", "2", "▁7"]))
         elif kind < 0.85:
             pieces.append(rng.choice(["の", "▁東京", "は", "<0xE3>", "<0x81>"]))
         else:

@@ -41,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
 from typing import Any
 
 import torch

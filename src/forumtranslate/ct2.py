@@ -58,6 +58,7 @@ the same alone or in any batch; with a beam, a sentence that runs into its lengt
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import math
@@ -86,7 +87,7 @@ from forumtranslate.translate import (
     plain_how,
     split_to_fit,
 )
-from forumtranslate.wordpieces import PieceText, decode_bytes
+from forumtranslate.wordpieces import PieceText
 
 CACHE_FOLDER = "forumtranslate-ct2"
 META_FILE = "forumtranslate-ct2.json"
@@ -607,14 +608,16 @@ class CT2Translator(Translator):
         replacing them removes exactly the form.
         """
         # Character offsets of each token in the text the pieces decode to (wordpieces).
-        spans, data = [], b""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        spans, raw = [], ""
         for token in tokens:
-            start = len(decode_bytes(data, strip=False))
+            piece = b""
             if token not in self._special:
                 i = self._id(token)
-                data += self.pieces.pieces[i] if 0 <= i < len(self.pieces.pieces) else b""
-            spans.append((start, len(decode_bytes(data, strip=False))))
-        raw = decode_bytes(data, strip=False)
+                piece = self.pieces.pieces[i] if 0 <= i < len(self.pieces.pieces) else b""
+            start = len(raw)
+            raw += decoder.decode(piece)
+            spans.append((start, len(raw)))
         words = [re.escape(word) for word in form.split()]
         if not words:
             return []

@@ -335,9 +335,7 @@ class TermMatcher:
                 return text, kept + fresh
         return text, self._hits(text)
 
-    def verdict(
-        self, translation: str, scanned: Any = None
-    ) -> tuple[tuple[bool, ...], bool, bool]:
+    def verdict(self, translation: str, scanned: Any = None) -> tuple[tuple[bool, ...], bool, bool]:
         """What the decoder needs in one pass: which occurrences are met, whether an
         avoided rendering is in the text, and whether a credited rendering ends the text
         (so that the next piece must not glue onto it)."""

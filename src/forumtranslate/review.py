@@ -283,7 +283,9 @@ def _bead_view(
         terms = tuple(glossary.find_terms(source))
         found = tuple(check_terms(translation, terms))
         sentences.append(
-            SentenceView(seg_id, source, translation, terms, found, _record_how(record, terms, found))
+            SentenceView(
+                seg_id, source, translation, terms, found, _record_how(record, terms, found)
+            )
         )
         flags += [
             TermFlag(t.entry_id, t.source, t.target, "missing")

@@ -407,9 +407,7 @@ def _records_jsonl(
     translations: Sequence[str],
     how: Sequence[Sequence[str] | None] | None = None,
 ) -> str:
-    return "".join(
-        dumps_line(r) + "\n" for r in translation_records(sources, translations, how)
-    )
+    return "".join(dumps_line(r) + "\n" for r in translation_records(sources, translations, how))
 
 
 def _write_parquet(

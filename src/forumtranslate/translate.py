@@ -22,7 +22,7 @@ from forumtranslate.constrain import Constraint, SearchOptions, constrained_beam
 from forumtranslate.errors import ForumTranslateError
 from forumtranslate.glossary import TermMatcher, check_terms, contains_form
 from forumtranslate.models import LoadedModel
-from forumtranslate.records import HOW, TermMatch
+from forumtranslate.records import TermMatch
 from forumtranslate.wordpieces import PieceText, decode_bytes
 
 TERM_MODES = ("hard", "off")
