@@ -6,8 +6,8 @@ hard terms: sentences with repeated, nested and variant terms, and the first sen
 terms of a document (the whole corpus would take CI too long; ``forumtranslate run`` on a
 tiny model covers it, see the README). Every term occurrence must be in the output as whole
 words, judged by ``terms_check`` (written apart from ``glossary.check_terms``), and each
-term must say how it got there. A second test gives a model a "term" it already writes (in another case
-than the model's): hard constraints must leave that translation alone.
+term must say how it got there. A second test gives a model a "term" it already writes
+(in another case than the model's): hard constraints must leave that translation alone.
 """
 
 from __future__ import annotations
