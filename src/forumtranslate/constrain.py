@@ -5,35 +5,46 @@ with Dynamic Beam Allocation"), run over the model's own step-by-step decoder an
 key/value cache, for a batch of sentences at once.
 
 * Each glossary occurrence in a source sentence is a ``Constraint``: a set of token
-  sequences, any one of which satisfies it (a disjunctive constraint: the approved English,
-  its acceptable variants, each also capitalised for the start of a sentence).
+  sequences (its allowed forms, each also capitalised) that the search can force.
+* Whether a constraint is *met* is decided by a judge on the whole hypothesis, not by those
+  token sequences: in a real run ``translate.TextJudge`` reads the decoded text with
+  ``glossary.TermMatcher``, the rule that scores term accuracy (whole words, any case, any
+  segmentation, one rendering for one occurrence). So the model's own way of writing a term
+  ("Economic Security", "▁econom" + "ic ▁security", after an opening quote) meets it, and
+  the search never forces a second copy. ``TokenJudge`` is the same rule on token ids, for
+  the toy scorers of the tests.
 * Every step, each sentence's candidates are (a) the best ``2k`` continuations over its whole
   beam, as in ordinary beam search, (b) each hypothesis's single best token, and (c) for each
-  hypothesis, the tokens that advance a constraint it has not met. Candidates are grouped
-  into *banks* by how many constraint tokens they have produced, and the ``k`` beam slots are
-  dealt round-robin from the highest bank down, so hypotheses that honour the constraints
-  survive pruning even when the model dislikes them.
-* A hypothesis may end (EOS) only when all its constraints are met.
+  hypothesis, the tokens that advance a constraint it has not met. The model's best
+  candidate keeps a slot; the others are grouped into *banks* by how many constraint tokens
+  they have produced, and the beam slots are dealt round-robin from the highest bank down,
+  so hypotheses that honour the constraints survive pruning even when the model dislikes
+  them.
+* A hypothesis may end (EOS) only when all its constraints are met; a candidate whose text
+  holds an avoided rendering (any case, any segmentation) is dropped.
 
-The guarantee. DBA alone does not promise that a finished hypothesis exists before the length
-limit. Here every hypothesis keeps the invariant ``needed <= remaining``: ``needed`` is the
-fewest tokens that can still complete all its unmet constraints plus EOS, ``remaining`` the
-steps left before the sentence's ``max_new_tokens``. When an unconstrained token would break
-the invariant, only tokens that advance a constraint are allowed (``needed`` then falls by
-one as ``remaining`` does). So every sentence finishes inside its limit with every
-constraint met, for any model and any beam size, beam 1 included.
+The guarantee. Every hypothesis keeps the invariant ``needed <= remaining``: ``needed`` is the
+length of the shortest *checked plan* (tokens after which the judge finds every constraint
+met and nothing avoided; see ``ConstraintTracker.needed``) plus EOS, ``remaining`` the steps
+left before the sentence's ``max_new_tokens``. Checking plans with the judge matters because
+writing a term can change what the text before it meets ("strategic" + "autonomy" is the
+longer term). Far from the limit a cheap upper bound (each unmet term's longest form after
+a separator) shows the invariant holds; near it, only tokens after which a checked plan
+still fits may follow, and the plan's next token always does. So every sentence finishes
+inside its limit with every constraint met, for any model and any beam size, beam 1
+included; ``translate`` still checks the final text and would append a term the
+vocabulary cannot spell (recorded as ``appended``).
 
-After a constraint is completed, the next token must start a new word (or be punctuation or
-EOS), so the term cannot be glued into a longer word ("autonomy" + "s") and the decoded text
-contains it on word boundaries; only in the final forced steps, where the length limit leaves
-no choice, does this rule give way to the constraints. Token sequences of renderings marked
-"avoid" are blocked the way ``NoBadWordsLogitsProcessor`` blocks bad words.
+After a credited rendering ends the text, the next token must start a new word (or be
+punctuation or EOS), so the term cannot be glued into a longer word ("autonomy" + "s");
+only near the limit does this rule give way to the plans, which are checked on the text.
+Token sequences of renderings marked "avoid" are also blocked the way
+``NoBadWordsLogitsProcessor`` blocks bad words.
 
 Cost. The model work is that of beam search with the same beam; the extra is per step
-``O(k · C)`` candidate scores gathered for ``C`` constraint tokens and a little Python per
-sentence to deal slots. Measured on the corpus it is reported by ``eval/bench_constraints.py``.
-With beam 1 the guarantee holds but the terms are placed where the single hypothesis can fit
-them; a beam of at least ``C + 1`` gives DBA room to place them well.
+``O(k · C)`` candidate scores gathered for ``C`` constraint tokens and, per candidate, the
+judge's look at the end of its text (the hits far from the end are reused from the
+parent). Measured on the corpus it is reported by ``eval/bench_constraints.py``.
 """
 
 from __future__ import annotations

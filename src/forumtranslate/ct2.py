@@ -31,7 +31,10 @@ pathological tokenisation), the fallback holds by construction: the whole hypoth
 followed by the missing terms, and, for a term whose tokens do not decode back to it (a
 character outside the target vocabulary), the text followed by the term as text. So every
 occurrence of every term comes out, for any model, beam size and batch; ``enforce_terms``
-checks it once more before it returns.
+checks it once more before it returns. Each term says how it got there: ``decoded`` (the
+model wrote it), ``edited`` (put in as above) or ``appended`` (the fallback), so term
+accuracy can be reported as the model wrote it. Which pieces glue onto a word is decided by
+what they decode to (``wordpieces``), the rule the transformers backend uses.
 
 The cost. The same single decode as ``--terms off`` plus a little Python per sentence that
 misses a term: there is no second decode. The obvious alternative, decoding again with the
