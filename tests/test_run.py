@@ -15,7 +15,7 @@ from forumtranslate.errors import ForumTranslateError
 from forumtranslate.records import TermMatch
 from forumtranslate.run import JOURNAL_FILE, RunConfig, make_translator, run
 from forumtranslate.storage import hold_folder
-from forumtranslate.translate import DecodingOptions, Translator
+from forumtranslate.translate import DecodingOptions, Translation, Translator
 
 from .conftest import GLOSSARY
 
@@ -45,11 +45,17 @@ class CrashAfter(Translator):
     def translate_batch(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
+        return [t.text for t in self.translate_batch_terms(sources, terms)]
+
+    def translate_batch_terms(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> list[Translation]:
+        """The inner translator's texts with how each term got there (edited, appended)."""
         if self.left == 0:
             raise KeyboardInterrupt("simulated crash")
         self.left -= 1
         self.calls += 1
-        return self.inner.translate_batch(sources, terms)
+        return self.inner.translate_batch_terms(sources, terms)
 
     def count_tokens(self, sources: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(sources)
