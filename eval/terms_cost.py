@@ -49,7 +49,8 @@ def main() -> None:
         if s:
             corpus, terms = s["corpus"], s["terminology"]
             print(
-                f"{name:4}: chrF2 {corpus['chrF2']['score']:.2f}  BLEU {corpus['BLEU']['score']:.2f}"
+                f"{name:4}: chrF2 {corpus['chrF2']['score']:.2f}"
+                f"  BLEU {corpus['BLEU']['score']:.2f}"
                 f"  terms {terms['found']}/{terms['total']}"
                 + (
                     f" (as decoded {terms['decoded']}, edited {terms['edited']}, "
