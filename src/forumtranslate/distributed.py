@@ -408,9 +408,9 @@ class TranslateBatches:
         for payload in table.column("payload").to_pylist():
             batch = json.loads(payload)
             terms = [tuple(_term_from_json(t) for t in found) for found in batch["terms"]]
-            translations.append(
-                json.dumps(self.translator.translate_batch(batch["sources"], terms))
-            )
+            done = self.translator.translate_batch_terms(batch["sources"], terms)
+            # Each sentence's text and how each of its terms got there (records.HOW).
+            translations.append(json.dumps([[t.text, list(t.how)] for t in done]))
         return pa.table(
             {
                 "shard": table.column("shard"),
@@ -451,9 +451,9 @@ def translate_on_ray(
     batches: Sequence[Sequence[int]],
     sources: Sequence[SourceSentence],
     signature: str,
-) -> Iterator[tuple[Shard, list[str]]]:
-    """Each pending shard with its translations (in its positions' order), as its last
-    batch comes back from the actor pool."""
+) -> Iterator[tuple[Shard, list[tuple[str, list[str]]]]]:
+    """Each pending shard with its translations and their terms' ``how`` (in its positions'
+    order), as its last batch comes back from the actor pool."""
     import ray.data
 
     if not pending:
@@ -471,7 +471,7 @@ def translate_on_ray(
         num_gpus=options.gpus_per_actor or None,
     )
     by_number = {s.number: s for s in pending}
-    received: dict[int, dict[int, list[str]]] = {}
+    received: dict[int, dict[int, list[list]]] = {}
     blocks = iter(translated.iter_batches(batch_size=None, batch_format="pyarrow"))
     try:
         for block in blocks:
@@ -491,7 +491,9 @@ def translate_on_ray(
                 shard = by_number[number]
                 if len(got) == len(shard.batches):
                     by_position = {
-                        i: text for b in shard.batches for i, text in zip(batches[b], got[b])
+                        i: (item[0], item[1])
+                        for b in shard.batches
+                        for i, item in zip(batches[b], got[b])
                     }
                     yield shard, [by_position[i] for i in shard.positions]
                     del received[number]
@@ -539,12 +541,13 @@ def write_shard(
     sources: Sequence[SourceSentence],
     translations: Sequence[str],
     settings_sha256: str,
+    how: Sequence[Sequence[str] | None] | None = None,
 ) -> None:
     """The shard's run records, with their corpus positions, written whole or not at all."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    records = translation_records([sources[i] for i in shard.positions], translations)
+    records = translation_records([sources[i] for i in shard.positions], translations, how)
     rows = [{"position": i, **r} for i, r in zip(shard.positions, records)]
     meta = json.dumps(shard.metadata(settings_sha256)).encode()
     table = pa.Table.from_pylist(
@@ -584,22 +587,29 @@ def _foreign(path: Path) -> ForumTranslateError:
     )
 
 
-def read_shards(folder: Path, shards: Sequence[Shard], count: int) -> list[str]:
-    """Every sentence's translation, in corpus order, from the shard files alone."""
+def read_shards(
+    folder: Path, shards: Sequence[Shard], count: int
+) -> tuple[list[str], list[list[str] | None]]:
+    """Every sentence's translation and its terms' ``how``, in corpus order, from the shard
+    files alone."""
     import pyarrow.parquet as pq
 
     translations: list[str | None] = [None] * count
+    how: list[list[str] | None] = [None] * count
     for shard in shards:
-        table = pq.read_table(folder / shard.name, columns=["position", "translation"])
+        table = pq.read_table(folder / shard.name, columns=["position", "translation", "terms"])
         positions = table.column("position").to_pylist()
         if tuple(positions) != shard.positions:
             raise _foreign(folder / shard.name)
-        for position, text in zip(positions, table.column("translation").to_pylist()):
+        for position, text, terms in zip(
+            positions, table.column("translation").to_pylist(), table.column("terms").to_pylist()
+        ):
             translations[position] = text
+            how[position] = [str(t.get("how") or "") for t in terms or ()]
     missing = sum(t is None for t in translations)
     if missing:
         raise ForumTranslateError(f"{missing} sentences have no translation in the shards", folder)
-    return [t or "" for t in translations]
+    return [t or "" for t in translations], how
 
 
 # --- stage 6: alignment per document, as Ray tasks --------------------------------------
@@ -757,13 +767,15 @@ def run_ray(
         try:
             with closing(finished):  # an interruption stops the actor pool at once
                 for shard, outputs in finished:
-                    write_shard(folder, shard, sources, outputs, settings_sha256)
+                    texts = [text for text, _ in outputs]
+                    how = [h for _, h in outputs]
+                    write_shard(folder, shard, sources, texts, settings_sha256, how)
                     translated_now += len(shard.positions)
                     bar(len(shard.positions), resumed + translated_now)
         except Exception as err:
             raise _unwrap(err) from None
-        translations = read_shards(folder, shards, len(sources))
-        write_translations(out_dir, sources, translations)
+        translations, how = read_shards(folder, shards, len(sources))
+        write_translations(out_dir, sources, translations, how)
         scores = None
         if config.align_and_score:
             from forumtranslate.align import write_beads
@@ -771,7 +783,7 @@ def run_ray(
             from forumtranslate.score import score_run
 
             data_dir = Path(source.path)
-            records = list(translation_records(sources, translations))
+            records = list(translation_records(sources, translations, how))
             write_beads(out_dir / "alignment.jsonl", align_on_ray(data_dir, records, options))
             scores = score_run(out_dir)
             write_review(out_dir, data_dir, glossary_path=config.glossary_path)
