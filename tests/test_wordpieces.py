@@ -60,8 +60,17 @@ def test_piece_text_is_what_each_tokenizer_decodes(tokenizer_kinds: dict[str, Pa
         for _ in range(300):
             ids = [rng.randrange(size) for _ in range(rng.randrange(1, 14))]
             theirs = tokenizer.decode(ids, skip_special_tokens=True)
-            # Tokenizers differ only in the spaces around the text (a leading one kept).
-            assert pieces.text(ids, final=True).strip() == theirs.strip(), (name, ids)
+            # Tokenizers differ only in the spaces around the text (a leading one kept) and
+            # in how many U+FFFD stand for a run of invalid bytes (no word character either way).
+            ours = pieces.text(ids, final=True)
+            assert same_text(ours, theirs), (name, ids, ours, theirs)
+
+
+def same_text(ours: str, theirs: str) -> bool:
+    def norm(text: str) -> str:
+        return re.sub("\ufffd+", "\ufffd", text).strip()
+
+    return norm(ours) == norm(theirs)
 
 
 # --- 2. the rule, piece by piece -------------------------------------------------------

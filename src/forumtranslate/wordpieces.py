@@ -75,6 +75,9 @@ class PieceText:
         size = size or len(tokenizer)
         tokens = tokenizer.convert_ids_to_tokens(list(range(size)))
         special = set(tokenizer.all_special_ids)
+        # Added special tokens (NLLB's language codes) decode to nothing, as in decode().
+        added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+        special.update(i for i, token in added.items() if getattr(token, "special", False))
         byte_level = is_byte_level(tokenizer)
         alphabet = byte_level_alphabet() if byte_level else {}
         pieces = []
