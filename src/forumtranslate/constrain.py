@@ -395,6 +395,12 @@ def constrained_beam_search(
             for j, hyp in enumerate(beams[b]):
                 if trackers[b].constraints and hyp.score > NEG_INF:
                     wanted = trackers[b].progress_tokens(hyp.state)
+                    if hyp.tokens and not any(
+                        len(p) > 1 and p[-1] == hyp.tokens[-1] for _, p in hyp.state.partials
+                    ):
+                        # Not the same word again ("strategic strategic"): a term's first
+                        # token that was just written and not continued is not offered anew.
+                        wanted.discard(hyp.tokens[-1])
                     plan = hyp.state.plan
                     if plan:
                         wanted.add(plan[0])
@@ -575,9 +581,10 @@ def _select(
     if not tracker.constraints:
         chosen = extended[:k]
     else:
-        chosen = extended[:1]  # the model's own best path stays in play
+        # The model's own best paths keep half the beam; DBA's banks deal the rest.
+        chosen = extended[: max(1, k // 2)]
         by_bank: dict[int, list] = {}
-        for item in extended[1:]:
+        for item in extended[len(chosen) :]:
             by_bank.setdefault(tracker.bank(item[3]), []).append(item)
         queues = [by_bank[bank] for bank in sorted(by_bank, reverse=True)]
         depth = 0
