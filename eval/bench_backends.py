@@ -157,12 +157,17 @@ def make_translator(spec: dict[str, Any], options: Any) -> Any:
             spec["loaded"] = load_model(spec["folder"], device=spec["device"], dtype="float32")
         translator = TransformersTranslator(spec["loaded"], options)
         first = spec["loaded"].forced_first_id is not None
-        decode = translator._decode
+        search = translator._search
 
-        def counted(texts: list[str], terms: Any) -> list[list[int]]:
-            ids = decode(texts, terms)
+        def counted_search(texts: list[str], terms: Any, hard: bool) -> list[list[int]]:
+            # Every search counts: with hard terms, the plain pass and the constrained one.
+            ids = search(texts, terms, hard)
             translator.generated += sum(len(i) - first for i in ids)
             return ids
+
+        translator.generated = 0
+        translator._search = counted_search
+        return translator
 
     else:
         from forumtranslate.ct2 import CT2Translator, load_ct2_model

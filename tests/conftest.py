@@ -44,6 +44,31 @@ def tiny_model(request: pytest.FixtureRequest) -> Path:
     return request.getfixturevalue(f"tiny_{request.param}")
 
 
+# The tokenizer kinds the glossary guarantee is tested on (tests/test_terms_matrix.py).
+TOKENIZER_KINDS = {
+    "spm-bpe": TinyModelSpec("marian", spm_type="bpe"),
+    "spm-unigram-bytes-shared": TinyModelSpec(
+        "marian", byte_fallback=True, shared_vocab=True, character_coverage=0.98
+    ),
+    "spm-bpe-bytes": TinyModelSpec(
+        "marian", spm_type="bpe", byte_fallback=True, character_coverage=0.995
+    ),
+    "byte-bpe": TinyModelSpec("marian", tokenizer="byte-bpe"),
+}
+
+
+@pytest.fixture(scope="session")
+def tokenizer_kinds(
+    tmp_path_factory: pytest.TempPathFactory, tiny_marian: Path, tiny_nllb: Path
+) -> dict[str, Path]:
+    """A tiny model per tokenizer kind: the two fixtures above (SentencePiece unigram with
+    a vocabulary per side; NLLB's shared BPE) and the kinds of ``TOKENIZER_KINDS``."""
+    kinds = {"spm-unigram": tiny_marian, "nllb": tiny_nllb}
+    for name, spec in TOKENIZER_KINDS.items():
+        kinds[name] = build_tiny_model(tmp_path_factory.mktemp(name), spec, DATA)
+    return kinds
+
+
 @pytest.fixture(scope="session")
 def loaded_models(tiny_marian: Path, tiny_nllb: Path) -> dict:
     from forumtranslate.models import load_model

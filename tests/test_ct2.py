@@ -209,6 +209,30 @@ def test_hard_terms_give_full_term_accuracy(
 
 
 @pytest.mark.parametrize("family", ["marian", "nllb"])
+def test_each_term_says_how_it_got_there(ct2_models: dict, term_cases: list, family: str) -> None:
+    """A term the plain decode already holds is ``decoded``; any other was put in, and
+    says so (``edited``, or ``appended`` by the fallback): the model gets no credit for it."""
+    hard = backend.CT2Translator(ct2_models[family], DecodingOptions(beam_size=1, terms="hard"))
+    off = backend.CT2Translator(ct2_models[family], DecodingOptions(beam_size=1, terms="off"))
+    sources = [sentence for sentence, _ in term_cases[:12]]
+    terms = [found for _, found in term_cases[:12]]
+    plain = off.translate_batch_terms(sources, terms)
+    forced = hard.translate_batch_terms(sources, terms)
+    counts = {"decoded": 0, "edited": 0, "appended": 0}
+    for before, after, found in zip(plain, forced, terms):
+        assert set(before.how) <= {"decoded", "missing"}
+        assert before.how == tuple(
+            "decoded" if ok else "missing" for ok in check_terms(before.text, found)
+        )
+        expected = ["decoded" if ok else "put in" for ok in check_terms(before.text, found)]
+        got = ["put in" if h in ("edited", "appended") else h for h in after.how]
+        assert got == expected, (before.text, after.text, after.how)
+        for h in after.how:
+            counts[h] += 1
+    assert counts["edited"] > 0  # random weights write few terms: most are edited in
+
+
+@pytest.mark.parametrize("family", ["marian", "nllb"])
 def test_without_constraints_the_terms_are_missed(
     ct2_models: dict, term_cases: list, family: str
 ) -> None:
@@ -293,6 +317,8 @@ def test_run_with_ct2_writes_the_same_records_and_resumes(
     assert result.sentences == len(records) == result.translated_now
     terms = [t for r in records for t in r["terms"]]
     assert len(terms) > 10 and all(t["found"] for t in terms)
+    assert {t["how"] for t in terms} <= {"decoded", "edited", "appended"}
+    assert any(t["how"] == "edited" for t in terms)  # the random model writes few terms
     assert json.loads((whole / "scores.json").read_text())["terminology"]["accuracy"] == 1.0
     settings = json.loads((whole / "run.json").read_text())
     assert settings["translator"]["backend"] == "ct2"

@@ -34,6 +34,7 @@ from forumtranslate.review import (
     join_japanese,
     load_run_view,
     read_postedits,
+    render_review,
 )
 
 from .conftest import GLOSSARY
@@ -621,3 +622,38 @@ def test_manifest_text_with_a_control_character_is_refused(tmp_path: Path) -> No
         read_manifest(path)
     assert (caught.value.path, caught.value.line) == (str(path), 3)
     assert "role (column 4) has a control character U+0014" in caught.value.message
+
+
+# --- how each term got there -------------------------------------------------------------
+
+
+def test_terms_edited_in_or_appended_are_marked_filtered_and_exported(run_copy: Path) -> None:
+    """A record says a term was edited in, another that one was appended: the review page
+    marks each its own way and can filter for it, and every export carries the flag."""
+    lines = records(run_copy)
+    with_terms = [r for r in lines if any(t["found"] for t in r["terms"])]
+    assert len(with_terms) >= 2
+    with_terms[0]["terms"][0]["how"] = "edited"
+    with_terms[1]["terms"][0]["how"] = "appended"
+    (run_copy / "translations.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines), encoding="utf-8"
+    )
+    view = load_run_view(run_copy, glossary_path=GLOSSARY)
+    page = render_review(view)
+    legend = page.index('<p class="legend">'), page.index("</p>", page.index('<p class="legend">'))
+    rows = page[legend[1] :]
+    assert '<mark class="term edited"' in page[legend[0] : legend[1]]  # the legend explains it
+    assert rows.count('<mark class="term edited"') == 1
+    assert rows.count('<mark class="term appended"') == 1
+    assert 'id="f-edited"' in page and 'id="f-appended"' in page
+    assert page.count('data-edited="1"') == 1 and page.count('data-appended="1"') == 1
+
+    rows = tsv_rows(export_tsv(view).removeprefix("\ufeff"))
+    column = rows[0].index("term_how")
+    cells = [row[column] for row in rows[1:]]
+    first = with_terms[0]["terms"][0]
+    assert any(f"{first['source']} → {first['target']}: edited" in c for c in cells)
+    assert sum(": appended" in c for c in cells) == 1
+    assert "(edited in after decoding)" in export_xliff(view)
+    assert "(appended)" in export_xliff(view)
+    assert 'type="x-term-how"' in export_tmx(view)

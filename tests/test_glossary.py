@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import unicodedata
 from pathlib import Path
@@ -18,8 +19,11 @@ from forumtranslate.glossary import (
     Glossary,
     GlossaryEntry,
     LintMessage,
+    TermMatcher,
     avoided_found,
+    check_terms,
     format_glossary,
+    lemmatiser,
     lint_glossary,
     load_glossary,
     term_found,
@@ -297,6 +301,82 @@ def test_avoided_found() -> None:
     entry = GLOSSARY.get("economic-coercion")
     assert avoided_found("Acts of Economic Intimidation rose.", entry) == ["economic intimidation"]
     assert avoided_found("Economic coercion rose.", entry) == []
+
+
+# One rendering, one term (issue 14): the sentence's forms are matched jointly, leftmost
+# and longest first, and each English phrase is credited to one occurrence.
+JOINT_CASES = [
+    pytest.param(
+        "戦略的自律性を高め、自律性を確保する。", "We raise strategic autonomy.", [True, False]
+    ),
+    pytest.param(
+        "戦略的自律性を高め、自律性を確保する。",
+        "We raise strategic autonomy and keep our autonomy.",
+        [True, True],
+        id="each its own",
+    ),
+    pytest.param(
+        "戦略的自律性を高め、自律性を確保する。",
+        "Autonomy first, then STRATEGIC AUTONOMY.",
+        [True, True],
+        id="any case, either order",
+    ),
+    pytest.param(
+        "経済安全保障と経済安全保障", "Economic Security Forum", [True, False], id="twice"
+    ),
+    pytest.param(
+        "経済安全保障と経済安全保障",
+        '"Economic security" (economic security)',
+        [True, True],
+        id="after a quote and a bracket",
+    ),
+]
+
+
+@pytest.mark.parametrize(("source", "translation", "expected"), JOINT_CASES)
+def test_one_rendering_counts_for_one_occurrence(
+    source: str, translation: str, expected: list[bool]
+) -> None:
+    matches = GLOSSARY.find_terms(source)
+    assert check_terms(translation, matches) == expected
+
+
+def test_renderings_are_the_spans_credited() -> None:
+    matches = GLOSSARY.find_terms("戦略的自律性を高め、自律性を確保する。")
+    matcher = TermMatcher(matches)
+    assert matcher.renderings("Autonomy, and Strategic Autonomy.") == [
+        "Strategic Autonomy",
+        "Autonomy",
+    ]
+
+
+def test_avoided_renderings_in_any_case_but_not_inside_an_approved_one() -> None:
+    [match] = GLOSSARY.find_terms("経済的威圧")
+    assert match.avoid  # the glossary lists renderings to avoid for it
+    avoided = match.avoid[0]
+    matcher = TermMatcher([match])
+    assert matcher.avoided(f"The {avoided.upper()} grew.") == [avoided]
+    assert matcher.avoided(f"The {avoided.title()} grew.") == [avoided]
+    assert matcher.avoided("Nothing to see.") == []
+    inside = TermMatcher([dataclasses.replace(match, avoid=("coercion",))])
+    assert inside.avoided("economic coercion") == []  # part of the approved rendering
+    assert inside.avoided("coercion alone") == ["coercion"]
+
+
+def test_lemma_tolerant_matching_accepts_inflected_forms() -> None:
+    [match] = GLOSSARY.find_terms("サプライチェーン")
+    exact = TermMatcher([match])
+    tolerant = TermMatcher([match], fold=lemmatiser())
+    for text in ("a supply chain", "two supply chains"):
+        assert tolerant.found(text) == [True]
+    assert exact.found("supply-chain") == tolerant.found("supply-chain") == [False]
+    [minerals] = GLOSSARY.find_terms("重要鉱物")
+    assert TermMatcher([dataclasses.replace(minerals, allowed=("critical minerals",))]).found(
+        "a critical mineral"
+    ) == [False]
+    assert TermMatcher(
+        [dataclasses.replace(minerals, allowed=("critical minerals",))], fold=lemmatiser()
+    ).found("a critical mineral") == [True]
 
 
 # --- lint ----------------------------------------------------------------------------

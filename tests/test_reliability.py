@@ -35,11 +35,15 @@ from hypothesis import strategies as st
 
 import forumtranslate.run
 from forumtranslate.cli import main
-from forumtranslate.confidence import Confidence
 from forumtranslate.glossary import check_terms
 from forumtranslate.records import TermMatch
 from forumtranslate.storage import Journal
-from forumtranslate.translate import DecodingOptions, TransformersTranslator, Translator
+from forumtranslate.translate import (
+    DecodingOptions,
+    TransformersTranslator,
+    Translation,
+    Translator,
+)
 
 from .conftest import DATA, GLOSSARY, make_corpus
 
@@ -223,15 +227,15 @@ class CtrlCDuringBatch(Translator):
     def translate_batch(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
-        return self.translate_batch_scored(sources, terms)[0]
+        return [t.text for t in self.translate_batch_terms(sources, terms)]
 
-    def translate_batch_scored(
+    def translate_batch_terms(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
-    ) -> tuple[list[str], list[Confidence | None]]:
+    ) -> list[Translation]:
         self.calls += 1
         if self.calls == self.batch:
             os.kill(os.getpid(), signal.SIGINT)
-        return self.inner.translate_batch_scored(sources, terms)
+        return self.inner.translate_batch_terms(sources, terms)
 
     def count_tokens(self, sources: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(sources)

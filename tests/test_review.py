@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,6 @@ import pytest
 from click.testing import CliRunner
 
 from forumtranslate.cli import main
-from forumtranslate.confidence import Confidence
 from forumtranslate.glossary import avoided_found, check_terms, load_glossary
 from forumtranslate.records import TermMatch
 from forumtranslate.review import (
@@ -35,7 +35,7 @@ from forumtranslate.review import (
     write_review,
 )
 from forumtranslate.run import RunConfig, make_translator, prepare_sources, run
-from forumtranslate.translate import DecodingOptions, Translator
+from forumtranslate.translate import DecodingOptions, Translation, Translator
 
 from .conftest import GLOSSARY, REPO, make_corpus
 
@@ -59,15 +59,16 @@ class Spoiled(Translator):
     def translate_batch(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
-        return self.translate_batch_scored(sources, terms)[0]
+        return [t.text for t in self.translate_batch_terms(sources, terms)]
 
-    def translate_batch_scored(
+    def translate_batch_terms(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
-    ) -> tuple[list[str], list[Confidence | None]]:
+    ) -> list[Translation]:
         """The model's confidence stays that of its own output, as for a term edited in."""
-        out, confidences = self.inner.translate_batch_scored(sources, terms)
-        spoiled = [self.spoil.get(src, lambda text: text)(text) for src, text in zip(sources, out)]
-        return spoiled, confidences
+        return [
+            replace(done, text=self.spoil.get(src, lambda text: text)(done.text))
+            for src, done in zip(sources, self.inner.translate_batch_terms(sources, terms))
+        ]
 
     def count_tokens(self, sources: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(sources)

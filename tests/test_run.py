@@ -11,12 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from forumtranslate.cli import main
-from forumtranslate.confidence import Confidence
 from forumtranslate.errors import ForumTranslateError
 from forumtranslate.records import TermMatch
 from forumtranslate.run import JOURNAL_FILE, RunConfig, make_translator, run
 from forumtranslate.storage import hold_folder
-from forumtranslate.translate import DecodingOptions, Translator
+from forumtranslate.translate import DecodingOptions, Translation, Translator
 
 from .conftest import GLOSSARY
 
@@ -46,16 +45,18 @@ class CrashAfter(Translator):
     def translate_batch(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
-        return self.translate_batch_scored(sources, terms)[0]
+        return [t.text for t in self.translate_batch_terms(sources, terms)]
 
-    def translate_batch_scored(
+    def translate_batch_terms(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
-    ) -> tuple[list[str], list[Confidence | None]]:
+    ) -> list[Translation]:
+        """The inner translator's texts with how each term got there (edited, appended)
+        and their confidence."""
         if self.left == 0:
             raise KeyboardInterrupt("simulated crash")
         self.left -= 1
         self.calls += 1
-        return self.inner.translate_batch_scored(sources, terms)
+        return self.inner.translate_batch_terms(sources, terms)
 
     def count_tokens(self, sources: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(sources)

@@ -25,6 +25,7 @@ from forumtranslate.score import (
     paired_units,
     score_files,
     score_run,
+    term_accuracy,
 )
 
 SACREBLEU = Path(sys.executable).with_name("sacrebleu")
@@ -252,7 +253,18 @@ def test_score_run_writes_scores_that_sacrebleu_reproduces(tmp_path):
     assert table_rows(format_scores(result, 1)) == expected
     assert saved["reproduce"] == "sacrebleu aligned.ref.txt -i aligned.hyp.txt -m bleu chrf ter"
 
-    assert saved["terminology"] == {"found": 2, "total": 3, "accuracy": pytest.approx(2 / 3)}
+    # Issue 14 added keys beside these three (how the terms got there, lemma-tolerant
+    # success, consistency); the three keep their values.
+    terminology = saved["terminology"]
+    assert {k: terminology[k] for k in ("found", "total", "accuracy")} == {
+        "found": 2,
+        "total": 3,
+        "accuracy": pytest.approx(2 / 3),
+    }
+    # Records from before issue 14 have no ``how``: a term found counts as decoded.
+    assert (terminology["decoded"], terminology["edited"], terminology["appended"]) == (2, 0, 0)
+    # One entry, three times in one document, once missing: not consistent.
+    assert terminology["consistency"] == {"repeated": 1, "consistent": 0, "rate": 0.0}
     assert set(saved["documents"]) == {"doc"}
     assert saved["documents"]["doc"]["beads"] == len(saved["beads"])
     assert saved["signature"]["alignment"].startswith("align:")
@@ -389,3 +401,35 @@ def test_compare_cli_reports_missing_run(tmp_path):
     result = CliRunner().invoke(main, ["compare", str(tmp_path / "x"), str(tmp_path / "y")])
     assert result.exit_code == 2
     assert "not found" in result.output
+
+
+def term(entry_id: str, found: bool, how: str, rendering: str | None, lemma: bool) -> dict:
+    return {
+        "entry_id": entry_id,
+        "source": "原",
+        "target": "x",
+        "found": found,
+        "how": how,
+        "rendering": rendering,
+        "lemma_found": lemma,
+    }
+
+
+def test_term_accuracy_splits_terms_by_how_they_got_there() -> None:
+    records = [
+        {"doc_id": "a", "terms": [term("cm", True, "decoded", "critical minerals", True)]},
+        {"doc_id": "a", "terms": [term("cm", True, "edited", "Critical Minerals", True)]},
+        {"doc_id": "a", "terms": [term("es", False, "missing", None, True)]},
+        {"doc_id": "a", "terms": [term("es", True, "appended", "economic security", True)]},
+        {"doc_id": "b", "terms": [term("cm", True, "decoded", "critical mineral", True)]},
+        {"doc_id": "b", "terms": [term("cm", False, "missing", None, False)]},
+    ]
+    result = term_accuracy(records)
+    assert (result["found"], result["total"]) == (4, 6)
+    assert (result["decoded"], result["edited"], result["appended"]) == (2, 1, 1)
+    assert result["decoded_accuracy"] == pytest.approx(2 / 6)
+    assert result["lemma_found"] == 5
+    # cm in a: the same rendering in two casings (consistent); es in a: missing once; cm in
+    # b: missing once.
+    assert result["consistency"] == {"repeated": 3, "consistent": 1, "rate": pytest.approx(1 / 3)}
+    assert term_accuracy([])["accuracy"] is None

@@ -236,6 +236,19 @@ def run(
         from forumtranslate.score import format_scores
 
         click.echo(format_scores(result.scores, documents=False))
+    from forumtranslate.run import appended_terms
+
+    appended = appended_terms(result.out_dir)
+    if appended:
+        segments = sorted(set(appended))
+        shown = ", ".join(segments[:5]) + (", …" if len(segments) > 5 else "")
+        click.echo(
+            f"forumtranslate: warning: {len(appended)} glossary term(s) in {len(segments)} "
+            f"sentence(s) could not be placed by the model and were appended after the "
+            f"sentence ({shown}); see how=appended in {result.out_dir / 'translations.jsonl'} "
+            "or the 'appended' filter of the review page",
+            err=True,
+        )
 
 
 @contextmanager

@@ -31,7 +31,10 @@ pathological tokenisation), the fallback holds by construction: the whole hypoth
 followed by the missing terms, and, for a term whose tokens do not decode back to it (a
 character outside the target vocabulary), the text followed by the term as text. So every
 occurrence of every term comes out, for any model, beam size and batch; ``enforce_terms``
-checks it once more before it returns.
+checks it once more before it returns. Each term says how it got there: ``decoded`` (the
+model wrote it), ``edited`` (put in as above) or ``appended`` (the fallback), so term
+accuracy can be reported as the model wrote it. Which pieces glue onto a word is decided by
+what they decode to (``wordpieces``), the rule the transformers backend uses.
 
 The cost. The same single decode as ``--terms off`` plus a little Python per sentence that
 misses a term: there is no second decode. The obvious alternative, decoding again with the
@@ -58,6 +61,7 @@ the same alone or in any batch; with a beam, a sentence that runs into its lengt
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import math
@@ -72,7 +76,7 @@ from typing import Any
 
 from forumtranslate.confidence import Confidence, combine, summarise
 from forumtranslate.errors import ForumTranslateError, ModelNotAvailableError
-from forumtranslate.glossary import check_terms
+from forumtranslate.glossary import TermMatcher, check_terms
 from forumtranslate.models import (
     NLLB_SOURCE_LANG,
     NLLB_TARGET_LANG,
@@ -80,7 +84,14 @@ from forumtranslate.models import (
     resolve_model,
 )
 from forumtranslate.records import TermMatch
-from forumtranslate.translate import DecodingOptions, Translator, split_to_fit
+from forumtranslate.translate import (
+    DecodingOptions,
+    Translation,
+    Translator,
+    plain_how,
+    split_to_fit,
+)
+from forumtranslate.wordpieces import PieceText
 
 CACHE_FOLDER = "forumtranslate-ct2"
 META_FILE = "forumtranslate-ct2.json"
@@ -95,7 +106,6 @@ COMPUTE_TYPES = (
     "float32",
 )
 DEFAULT_COMPUTE_TYPE = {"cpu": "int8", "cuda": "float16"}
-_WORD_CHAR = re.compile(r"\w")
 
 
 def cache_root() -> Path:
@@ -368,11 +378,13 @@ class _Piece:
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """A piece's English: the target tokens and their text (which the run records)."""
+    """A piece's English: the target tokens and their text (which the run records), and
+    per term how it got there (``translate.Translation``)."""
 
     tokens: tuple[str, ...]
     text: str
     decoded: tuple[str, ...] = ()  # the decoder's own tokens, before any term edit
+    how: tuple[str, ...] = ()
 
 
 class CT2Translator(Translator):
@@ -384,6 +396,8 @@ class CT2Translator(Translator):
         self.max_input_tokens = self.options.max_input_tokens or model.max_input_tokens
         self._target_tokens: dict[str, tuple[str, ...]] = {}
         self._special = set(model.tokenizer.all_special_tokens)
+        self.pieces = PieceText.from_tokenizer(model.tokenizer)
+        self._ids: dict[str, int] = {}
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -394,11 +408,21 @@ class CT2Translator(Translator):
     def _count_one(self, text: str) -> int:
         return self.count_tokens([text])[0]
 
+    def _id(self, token: str) -> int:
+        if token not in self._ids:
+            self._ids[token] = self.model.tokenizer.convert_tokens_to_ids(token)
+        return self._ids[token]
+
     def target_tokens(self, text: str) -> tuple[str, ...]:
-        """``text`` as target-side pieces, a mid-sentence word sequence."""
+        """``text`` as target-side pieces, a word sequence that starts a new word (with the
+        leading space where the tokenizer spells one, as byte-level BPE does)."""
         if text not in self._target_tokens:
             tokenizer = self.model.tokenizer
-            ids = tokenizer(text_target=text, add_special_tokens=False)["input_ids"]
+            ids: list[int] = []
+            for variant in (text, " " + text):
+                ids = tokenizer(text_target=variant, add_special_tokens=False)["input_ids"]
+                if ids and not self.pieces.glue[ids[0]]:
+                    break
             self._target_tokens[text] = tuple(tokenizer.convert_ids_to_tokens(ids))
         return self._target_tokens[text]
 
@@ -409,23 +433,23 @@ class CT2Translator(Translator):
         return tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def is_glue(self, token: str) -> bool:
-        """Whether ``token`` continues the previous word (no "▁", starts with a word char)."""
-        return (
-            token not in self._special
-            and not token.startswith("▁")
-            and _WORD_CHAR.match(token) is not None
-        )
+        """Whether ``token`` continues the previous word (``wordpieces``' rule, the one the
+        transformers backend uses)."""
+        if token in self._special:
+            return False
+        i = self._id(token)
+        return 0 <= i < len(self.pieces.glue) and self.pieces.glue[i]
 
     # -- decoding -------------------------------------------------------------------------
 
     def translate_batch(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
-        return self.translate_batch_scored(sources, terms)[0]
+        return [t.text for t in self.translate_batch_terms(sources, terms)]
 
-    def translate_batch_scored(
+    def translate_batch_terms(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
-    ) -> tuple[list[str], list[Confidence | None]]:
+    ) -> list[Translation]:
         pieces = [
             piece
             for i, (text, found) in enumerate(zip(sources, terms))
@@ -434,12 +458,15 @@ class CT2Translator(Translator):
         hypotheses = self._decode([p.text for p in pieces], [p.terms for p in pieces])
         scored = self._confidence([p.text for p in pieces], hypotheses)
         joined: list[list[str]] = [[] for _ in sources]
+        how: list[list[str]] = [[] for _ in sources]
         parts: list[list[Confidence | None]] = [[] for _ in sources]
         for piece, hypothesis, confidence in zip(pieces, hypotheses, scored):
             joined[piece.sentence].append(hypothesis.text)
+            how[piece.sentence].extend(hypothesis.how or plain_how(hypothesis.text, piece.terms))
             parts[piece.sentence].append(confidence)
-        return [" ".join(part for part in done if part) for done in joined], [
-            combine(p) for p in parts
+        return [
+            Translation(" ".join(part for part in done if part), tuple(h), combine(c))
+            for done, h, c in zip(joined, how, parts)
         ]
 
     def _decode(self, texts: list[str], terms: Sequence[Sequence[TermMatch]]) -> list[Hypothesis]:
@@ -546,7 +573,7 @@ class CT2Translator(Translator):
             for span in self._find(tokens, form, exact=True)
         ]
         if all(found) and not avoided:
-            return Hypothesis(tuple(tokens), text)
+            return Hypothesis(tuple(tokens), text, ("decoded",) * len(found))
         occupied = [
             span for m in piece.terms for form in _allowed(m) for span in self._find(tokens, form)
         ]
@@ -571,8 +598,9 @@ class CT2Translator(Translator):
             occupied.append((start, end))
         edited = self._apply(tokens, edits)
         text = self.detokenize(edited)
-        if all(check_terms(text, piece.terms)):
-            return Hypothesis(tuple(edited), text)
+        how = tuple("decoded" if ok else "edited" for ok in found)
+        if all(check_terms(text, piece.terms)) and not self._avoided_in(text, piece):
+            return Hypothesis(tuple(edited), text, how)
         # The placement failed the check: the whole hypothesis, then the missing terms.
         missing = [m for m, ok in zip(piece.terms, found) if not ok]
         appended = list(tokens) + [t for m in missing for t in self.target_tokens(m.target)]
@@ -582,7 +610,12 @@ class CT2Translator(Translator):
             text = " ".join([self.detokenize(tokens), *(m.target for m in missing)]).strip()
         if not all(check_terms(text, piece.terms)):  # each missing form is now in the text
             raise AssertionError(f"glossary constraint lost in {text!r}")
-        return Hypothesis(tuple(appended), text)
+        how = tuple("decoded" if ok else "appended" for ok in found)
+        return Hypothesis(tuple(appended), text, how)
+
+    @staticmethod
+    def _avoided_in(text: str, piece: _Piece) -> bool:
+        return bool(TermMatcher(piece.terms).avoided(text))
 
     def _apply(self, tokens: list[str], edits: list[tuple[int, int, int, TermMatch]]) -> list[str]:
         """Replace each edit's tokens by its term's approved form, left to right."""
@@ -608,11 +641,17 @@ class CT2Translator(Translator):
         With ``exact``, only ranges whose tokens hold the form and nothing more, so that
         replacing them removes exactly the form.
         """
+        # Character offsets of each token in the text the pieces decode to (wordpieces).
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         spans, raw = [], ""
         for token in tokens:
-            piece = "" if token in self._special else token.replace("▁", " ")
-            spans.append((len(raw), len(raw) + len(piece)))
-            raw += piece
+            piece = b""
+            if token not in self._special:
+                i = self._id(token)
+                piece = self.pieces.pieces[i] if 0 <= i < len(self.pieces.pieces) else b""
+            start = len(raw)
+            raw += decoder.decode(piece)
+            spans.append((start, len(raw)))
         words = [re.escape(word) for word in form.split()]
         if not words:
             return []

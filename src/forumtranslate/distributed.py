@@ -62,7 +62,7 @@ INPUT_FORMATS = ("auto", "data", "folder", "jsonl", "parquet", "hf")
 SHARD_DIR = "shards"
 SHARD_METADATA_KEY = b"forumtranslate.shard"
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
-Output = tuple[str, dict[str, Any] | None]  # a translation and its confidence, as JSON
+Output = tuple[str, list[str], dict[str, Any] | None]  # a translation, its terms' how, confidence
 
 
 # --- options -------------------------------------------------------------------------
@@ -413,9 +413,15 @@ class TranslateBatches:
         for payload in table.column("payload").to_pylist():
             batch = json.loads(payload)
             terms = [tuple(_term_from_json(t) for t in found) for found in batch["terms"]]
-            texts, confidences = self.translator.translate_batch_scored(batch["sources"], terms)
+            done = self.translator.translate_batch_terms(batch["sources"], terms)
+            # Each sentence's text, how each of its terms got there (records.HOW), confidence.
             translations.append(
-                json.dumps([[t, c.to_json() if c else None] for t, c in zip(texts, confidences)])
+                json.dumps(
+                    [
+                        [t.text, list(t.how), t.confidence.to_json() if t.confidence else None]
+                        for t in done
+                    ]
+                )
             )
         return pa.table(
             {
@@ -458,7 +464,8 @@ def translate_on_ray(
     sources: Sequence[SourceSentence],
     signature: str,
 ) -> Iterator[tuple[Shard, list[Output]]]:
-    """Each pending shard with its translations and their confidence (in its positions'
+    """Each pending shard with its translations, their terms' ``how`` and their confidence
+    (in its positions'
     order), as its last batch comes back from the actor pool."""
     import ray.data
 
@@ -493,11 +500,11 @@ def translate_on_ray(
                         "(another model, device or library version); every node needs the same"
                     )
                 got = received.setdefault(number, {})
-                got[batch] = [(text, scored) for text, scored in json.loads(outputs)]
+                got[batch] = [(text, how, scored) for text, how, scored in json.loads(outputs)]
                 shard = by_number[number]
                 if len(got) == len(shard.batches):
                     by_position = {
-                        i: text for b in shard.batches for i, text in zip(batches[b], got[b])
+                        i: item for b in shard.batches for i, item in zip(batches[b], got[b])
                     }
                     yield shard, [by_position[i] for i in shard.positions]
                     del received[number]
@@ -520,6 +527,9 @@ def shard_schema() -> Any:
             ("source", pa.string()),
             ("target", pa.string()),
             ("found", pa.bool_()),
+            ("how", pa.string()),
+            ("rendering", pa.string()),
+            ("lemma_found", pa.bool_()),
         ]
     )
     confidence = pa.struct(
@@ -553,12 +563,15 @@ def write_shard(
     translations: Sequence[str],
     settings_sha256: str,
     confidences: Sequence[Confidence | None] | None = None,
+    how: Sequence[Sequence[str] | None] | None = None,
 ) -> None:
     """The shard's run records, with their corpus positions, written whole or not at all."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    records = translation_records([sources[i] for i in shard.positions], translations, confidences)
+    records = translation_records(
+        [sources[i] for i in shard.positions], translations, confidences, how=how
+    )
     rows = [{"position": i, **r} for i, r in zip(shard.positions, records)]
     meta = json.dumps(shard.metadata(settings_sha256)).encode()
     table = pa.Table.from_pylist(
@@ -600,12 +613,14 @@ def _foreign(path: Path) -> ForumTranslateError:
 
 def read_shards(
     folder: Path, shards: Sequence[Shard], count: int
-) -> tuple[list[str], list[Confidence | None]]:
-    """Every sentence's translation and confidence, in corpus order, from the shard files."""
+) -> tuple[list[str], list[Confidence | None], list[list[str] | None]]:
+    """Every sentence's translation, confidence and its terms' ``how``, in corpus order,
+    from the shard files alone."""
     import pyarrow.parquet as pq
 
     translations: list[str | None] = [None] * count
     confidences: list[Confidence | None] = [None] * count
+    how: list[list[str] | None] = [None] * count
     for shard in shards:
         table = pq.read_table(folder / shard.name)
         positions = table.column("position").to_pylist()
@@ -616,15 +631,19 @@ def read_shards(
             if "confidence" in table.column_names
             else [None] * len(positions)
         )
-        for position, text, confidence in zip(
-            positions, table.column("translation").to_pylist(), scored
+        for position, text, terms, confidence in zip(
+            positions,
+            table.column("translation").to_pylist(),
+            table.column("terms").to_pylist(),
+            scored,
         ):
             translations[position] = text
+            how[position] = [str(t.get("how") or "") for t in terms or ()]
             confidences[position] = Confidence.from_json(confidence)
     missing = sum(t is None for t in translations)
     if missing:
         raise ForumTranslateError(f"{missing} sentences have no translation in the shards", folder)
-    return [t or "" for t in translations], confidences
+    return [t or "" for t in translations], confidences, how
 
 
 # --- stage 6: alignment per document, as Ray tasks --------------------------------------
@@ -788,16 +807,17 @@ def run_ray(
                         folder,
                         shard,
                         sources,
-                        [text for text, _ in outputs],
+                        [text for text, _, _ in outputs],
                         settings_sha256,
-                        [Confidence.from_json(scored) for _, scored in outputs],
+                        [Confidence.from_json(scored) for _, _, scored in outputs],
+                        [how for _, how, _ in outputs],
                     )
                     translated_now += len(shard.positions)
                     bar(len(shard.positions), resumed + translated_now)
         except Exception as err:
             raise _unwrap(err) from None
-        translations, confidences = read_shards(folder, shards, len(sources))
-        write_translations(out_dir, sources, translations, confidences)
+        translations, confidences, how = read_shards(folder, shards, len(sources))
+        write_translations(out_dir, sources, translations, confidences, how=how)
         scores = None
         if config.align_and_score:
             from forumtranslate.align import write_beads
@@ -805,7 +825,7 @@ def run_ray(
             from forumtranslate.score import score_run
 
             data_dir = Path(source.path)
-            records = list(translation_records(sources, translations, confidences))
+            records = list(translation_records(sources, translations, confidences, how=how))
             write_beads(out_dir / "alignment.jsonl", align_on_ray(data_dir, records, options))
             scores = score_run(out_dir)
             write_review(out_dir, data_dir, glossary_path=config.glossary_path)

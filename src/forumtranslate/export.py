@@ -80,6 +80,7 @@ TSV_COLUMNS = (
     "BLEU",
     "term_problems",
     "terms",
+    "term_how",
     "post_edit",
 )
 XLIFF_NS = "urn:oasis:names:tc:xliff:document:2.0"
@@ -140,6 +141,16 @@ def term_cell(bead: BeadView) -> str:
     return "; ".join(items)
 
 
+def how_cell(bead: BeadView) -> str:
+    """How each glossary term of the bead got into the machine output (records.HOW), e.g.
+    ``経済安全保障 → economic security: decoded; 重要鉱物 → critical minerals: appended``."""
+    return "; ".join(
+        f"{term.source} → {term.target}: {how}"
+        for sentence in bead.sentences
+        for term, how in zip(sentence.terms, sentence.how)
+    )
+
+
 def export_tsv(view: RunView) -> str:
     """One row per bead, for a spreadsheet (see the module docstring for the choices)."""
     buffer = io.StringIO()
@@ -158,6 +169,7 @@ def export_tsv(view: RunView) -> str:
             f"{bead.bleu:.2f}",
             str(bead.problems),
             term_cell(bead),
+            how_cell(bead),
             machine if bead.sentences else "",
         ]
         writer.writerow([spreadsheet_cell(cell) for cell in cells])
@@ -257,6 +269,8 @@ def export_tmx(view: RunView) -> str:
             "x-chrF2": f"{bead.chrf:.2f}",
             "x-machine-translation": join_english([s.translation for s in bead.sentences]),
         }
+        if any(s.terms for s in bead.sentences):
+            tu_props["x-term-how"] = how_cell(bead)
         sides = (
             ("ja", join_japanese([s.source for s in bead.sentences])),
             ("en", join_english(bead.bead.ref)),
@@ -353,11 +367,14 @@ def _xliff_unit(file: ET.Element, bead: BeadView, seg_id: str) -> list[tuple[ET.
         "reference",
         f"reference{shared}: {reference}" if reference else "no reference sentence",
     )
-    for term, hit in zip(sentence.terms, sentence.found):
+    how = sentence.how or ("",) * len(sentence.terms)
+    for term, hit, h in zip(sentence.terms, sentence.found, how):
         _note(
             notes,
             "terminology",
-            f"{term.source} → {term.target} ({term.kind})" + ("" if hit else " (missing)"),
+            f"{term.source} → {term.target} ({term.kind})"
+            + ("" if hit else " (missing)")
+            + {"edited": " (edited in after decoding)", "appended": " (appended)"}.get(h, ""),
         )
     translated = bool(sentence.translation)
     segment = ET.SubElement(

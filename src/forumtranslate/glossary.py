@@ -19,7 +19,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -257,24 +257,159 @@ def term_found(translation: str, match: TermMatch) -> bool:
     return any(contains_form(translation, form) for form in allowed)
 
 
+def _form_key(form: str) -> str:
+    """How two renderings are compared: NFKC, case-folded, whitespace runs as one space."""
+    return " ".join(nfkc(form).split()).casefold()
+
+
+class TermMatcher:
+    """Finds a sentence's terms in an English text, one rendering for one occurrence.
+
+    Why joint: "strategic autonomy" holds "autonomy", and a sentence with both 戦略的自律性
+    and 自律性 must not count one English phrase twice. All the sentence's allowed forms are
+    matched together, leftmost and then longest first, never overlapping, case-insensitively
+    and as whole words; the spans are then assigned to the occurrences (a maximum bipartite
+    matching, earlier spans to earlier occurrences). ``check_terms`` (which scores a run) and
+    the constrained decoder (which decides when a term is met) both use this class.
+    """
+
+    def __init__(self, matches: Sequence[TermMatch], fold: Any = None) -> None:
+        self.matches = list(matches)
+        self._fold = fold  # lemmatising: a function on a lower-cased word, or None
+        owners: dict[str, set[str]] = defaultdict(set)
+        self._avoided: dict[str, str] = {}
+        for match in self.matches:
+            for form in match.allowed or (match.target,):
+                owners[self._key(form)].add(match.entry_id)
+        for match in self.matches:
+            for form in match.avoid:
+                if self._key(form) not in owners:
+                    self._avoided.setdefault(self._key(form), form)
+        self._owners = dict(owners)
+        # Allowed and avoided forms in one pattern: an avoided phrase inside an approved
+        # one ("security" in "economic security") is part of the approved rendering.
+        self._pattern = _joint_pattern([*self._owners, *self._avoided])
+        self._longest = max((len(k) for k in [*self._owners, *self._avoided]), default=0)
+
+    def _key(self, form: str) -> str:
+        key = _form_key(form)
+        return _fold_words(key, self._fold) if self._fold else key
+
+    def _text(self, translation: str) -> str:
+        text = nfkc(translation)
+        return _fold_words(text, self._fold) if self._fold else text
+
+    def _hits(self, text: str) -> list[tuple[int, int, str]]:
+        return [(h.start(), h.end(), _form_key(h.group())) for h in self._pattern.finditer(text)]
+
+    def spans(self, translation: str) -> list[tuple[int, int] | None]:
+        """Per occurrence, the (start, end) of the rendering credited to it, or None.
+
+        Offsets are into the NFKC form of ``translation`` (lemmatised, with ``fold``).
+        """
+        if not self.matches:
+            return []
+        return self._assign(self._hits(self._text(translation)))
+
+    def _assign(self, found: list[tuple[int, int, str]]) -> list[tuple[int, int] | None]:
+        hits = [(a, b, self._owners[key]) for a, b, key in found if key in self._owners]
+        owner_of: dict[int, int] = {}  # hit -> occurrence
+
+        def place(occurrence: int, seen: set[int]) -> bool:
+            entry_id = self.matches[occurrence].entry_id
+            for h, (_, _, entries) in enumerate(hits):
+                if entry_id in entries and h not in seen:
+                    seen.add(h)
+                    if h not in owner_of or place(owner_of[h], seen):
+                        owner_of[h] = occurrence
+                        return True
+            return False
+
+        for occurrence in range(len(self.matches)):
+            place(occurrence, set())
+        spans: list[tuple[int, int] | None] = [None] * len(self.matches)
+        for h, occurrence in owner_of.items():
+            spans[occurrence] = hits[h][:2]
+        return spans
+
+    def scan(self, translation: str, before: Any = None) -> Any:
+        """The NFKC text and its form hits, for ``verdict``; ``before`` is the scan of a text
+        this one continues (a hypothesis's parent), whose hits far from its end are reused:
+        a hit is decided by the characters around it, so only the tail needs a new look."""
+        text = nfkc(translation)
+        if before is not None and "  " not in text:
+            old_text, old_hits = before
+            cut = len(old_text) - 2 * self._longest - 8
+            if cut > 0 and text[: cut + self._longest + 4] == old_text[: cut + self._longest + 4]:
+                kept = [h for h in old_hits if h[1] <= cut]
+                dropped = [h[0] for h in old_hits if h[1] > cut]
+                resume = min([cut, *dropped])
+                fresh = [
+                    (h.start(), h.end(), _form_key(h.group()))
+                    for h in self._pattern.finditer(text, resume)
+                ]
+                return text, kept + fresh
+        return text, self._hits(text)
+
+    def verdict(self, translation: str, scanned: Any = None) -> tuple[tuple[bool, ...], bool, bool]:
+        """What the decoder needs in one pass: which occurrences are met, whether an
+        avoided rendering is in the text, and whether a credited rendering ends the text
+        (so that the next piece must not glue onto it)."""
+        text, found = scanned if scanned is not None else self.scan(translation)
+        spans = self._assign(found)
+        avoided = any(key in self._avoided for _, _, key in found)
+        at_end = any(s is not None and s[1] == len(text) for s in spans)
+        return tuple(s is not None for s in spans), avoided, at_end
+
+    def found(self, translation: str) -> list[bool]:
+        return [span is not None for span in self.spans(translation)]
+
+    def renderings(self, translation: str) -> list[str | None]:
+        """Per occurrence, the rendering credited to it as written (case kept), or None."""
+        text = self._text(translation)
+        return [None if s is None else text[s[0] : s[1]] for s in self.spans(translation)]
+
+    def avoided(self, translation: str) -> list[str]:
+        """The avoided renderings (of any of the sentence's entries) in the text, any case."""
+        if not self._avoided:
+            return []
+        found = self._hits(self._text(translation))
+        return [self._avoided[key] for _, _, key in found if key in self._avoided]
+
+
+def _joint_pattern(keys: Any) -> re.Pattern[str]:
+    """One regex for many forms: longest first, so at each position the longest wins."""
+    forms = sorted(keys, key=lambda k: (-len(k), k))
+    if not forms:
+        return re.compile(r"(?!)")
+    return re.compile("|".join(f"(?:{_form_pattern(form)})" for form in forms), re.IGNORECASE)
+
+
+def _fold_words(text: str, fold: Any) -> str:
+    return re.sub(r"\w+", lambda m: fold(m.group().lower()), text)
+
+
+def lemmatiser() -> Any:
+    """English lemmas with ``simplemma`` (a small, dictionary-based lemmatiser with no model
+    to download): "minerals" and "mineral" both become "mineral"."""
+    import simplemma
+
+    @lru_cache(maxsize=65536)
+    def lemma(word: str) -> str:
+        return simplemma.lemmatize(word, lang="en").lower()
+
+    return lemma
+
+
 def check_terms(translation: str, matches: Sequence[TermMatch]) -> list[bool]:
     """For each matched occurrence, whether the translation renders it.
 
-    Occurrences are counted: a term found twice in the source needs two non-overlapping
-    allowed renderings in the translation, the first ``n`` occurrences counting as found
-    (WMT exact-match term accuracy, per occurrence).
+    Occurrences are counted and renderings are not shared: a term found twice in the
+    source needs two non-overlapping allowed renderings, and one English phrase counts for
+    one occurrence only, as ``TermMatcher`` assigns them (WMT exact-match term accuracy,
+    per occurrence).
     """
-    available: dict[str, int] = {}
-    for match in matches:
-        if match.entry_id not in available:
-            forms = sorted(match.allowed or (match.target,), key=len, reverse=True)
-            pattern = "|".join(_form_pattern(form) for form in forms)
-            available[match.entry_id] = len(re.findall(pattern, nfkc(translation), re.IGNORECASE))
-    found = []
-    for match in matches:
-        found.append(available[match.entry_id] > 0)
-        available[match.entry_id] -= 1
-    return found
+    return TermMatcher(matches).found(translation)
 
 
 def avoided_found(translation: str, entry: GlossaryEntry) -> list[str]:

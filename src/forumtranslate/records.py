@@ -52,6 +52,13 @@ class Segment:
     kind: str = "sentence"  # sentence | bullet | heading
 
 
+# How a glossary term got into a translation: the model's search wrote it (beam search with
+# constraints, or plain decoding); it was edited in after decoding where the model rendered
+# the term (ct2); it was appended after the sentence (the last-resort fallback); or it is
+# not there.
+HOW = ("decoded", "edited", "appended", "missing")
+
+
 @dataclass(frozen=True)
 class TermMatch:
     """A glossary term found in a source sentence."""

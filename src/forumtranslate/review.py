@@ -98,6 +98,7 @@ class SentenceView:
     translation: str
     terms: tuple[TermMatch, ...]
     found: tuple[bool, ...]  # per term: whether the translation renders it
+    how: tuple[str, ...] = ()  # per term: decoded | edited | appended | missing (records.HOW)
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,10 @@ class BeadView:
             and self.confidence.mean_logprob <= unsure_below
         )
         return int(unsure) + int(self.problems + self.term_edits > 0) + int(self.chrf < LOW_CHRF)
+
+    def count_how(self, how: str) -> int:
+        """Terms of the bead that got into the translation this way (edited, appended)."""
+        return sum(h == how for s in self.sentences for h in s.how)
 
 
 @dataclass(frozen=True)
@@ -337,7 +342,11 @@ def _bead_view(
         source, translation = str(record["source"]), str(record["translation"])
         terms = tuple(glossary.find_terms(source))
         found = tuple(check_terms(translation, terms))
-        sentences.append(SentenceView(seg_id, source, translation, terms, found))
+        sentences.append(
+            SentenceView(
+                seg_id, source, translation, terms, found, _record_how(record, terms, found)
+            )
+        )
         flags += [
             TermFlag(t.entry_id, t.source, t.target, "missing", kind=t.kind)
             for t, hit in zip(terms, found)
@@ -378,6 +387,18 @@ def term_how(term: Mapping[str, Any]) -> str:
     if how:
         return str(how)
     return "decoded" if term.get("found") else "missing"
+
+
+def _record_how(
+    record: Mapping[str, Any], terms: Sequence[TermMatch], found: Sequence[bool]
+) -> tuple[str, ...]:
+    """The run's ``how`` per term, where the record's terms are these terms (a glossary
+    changed since the run may find others: then only found/missing is known)."""
+    recorded = record.get("terms") or []
+    if [t.get("entry_id") for t in recorded] == [t.entry_id for t in terms]:
+        how = [str(t.get("how") or "") for t in recorded]
+        return tuple(h if h else ("decoded" if hit else "missing") for h, hit in zip(how, found))
+    return tuple("decoded" if hit else "missing" for hit in found)
 
 
 def join_japanese(sentences: Sequence[str]) -> str:
@@ -434,16 +455,24 @@ def english_spans(text: str, entries: Sequence[GlossaryEntry]) -> list[Span]:
     return spans
 
 
+HOW_NOTES = {
+    "edited": ": edited into the translation after decoding",
+    "appended": ": appended after the sentence, not placed by the model",
+}
+
+
 def japanese_spans(sentence: SentenceView) -> list[Span]:
+    how = sentence.how or ("",) * len(sentence.terms)
     return [
         Span(
             t.start,
             t.end,
-            "term" if hit else "term miss",
+            ("term" if hit else "term miss") + (f" {h}" if h in HOW_NOTES else ""),
             f"{t.source} → {t.target} [{t.kind}: {t.entry_id}]"
-            + ("" if hit else ": missing from the machine translation"),
+            + ("" if hit else ": missing from the machine translation")
+            + HOW_NOTES.get(h, ""),
         )
-        for t, hit in zip(sentence.terms, sentence.found)
+        for t, hit, h in zip(sentence.terms, sentence.found, how)
     ]
 
 
@@ -519,6 +548,8 @@ tr.low td.meta { box-shadow: inset 4px 0 var(--low-ink); }
 mark { background: none; color: inherit; padding: 0 .05em; border-radius: 2px; }
 mark.term { background: #dfe9fb; border-bottom: 2px solid #2f5fb3; }
 mark.miss { background: #fbe3e1; border-bottom: 2px dashed #a3261b; }
+mark.edited { background: #fdf1d6; border-bottom: 2px dotted #8a5a00; }
+mark.appended { background: #fdf1d6; border-bottom: 3px double #8a5a00; }
 mark.avoid { background: #fbe3e1; border-bottom: 2px solid #a3261b; text-decoration: line-through;
   text-decoration-color: #a3261b; }
 ul.flags { list-style: none; margin: .3rem 0 0; padding: 0; }
@@ -563,6 +594,7 @@ _JS = """
   const sections = Array.from(document.querySelectorAll("section.doc"));
   const sorted = $("#sorted"), sortedBody = $("#sorted-body");
   const below = $("#f-below"), threshold = $("#f-threshold"), terms = $("#f-terms");
+  const edited = $("#f-edited"), appended = $("#f-appended");
   const doc = $("#f-doc"), sort = $("#f-sort");
   const unsure = $("#f-unsure"), confLimit = $("#f-conf");
   // a bead without confidence (no machine text, or none recorded) sorts last
@@ -582,7 +614,9 @@ _JS = """
       const visible = (!doc.value || row.dataset.doc === doc.value)
         && (!below.checked || !(Number(row.dataset.chrf) >= limit))
         && (!terms.checked || Number(row.dataset.problems) + Number(row.dataset.edits) > 0)
-        && (!unsure.checked || conf(row) < confMax);
+        && (!unsure.checked || conf(row) < confMax)
+        && (!edited.checked || Number(row.dataset.edited) > 0)
+        && (!appended.checked || Number(row.dataset.appended) > 0);
       row.hidden = !visible;
       if (visible) shown += 1;
     }
@@ -603,7 +637,7 @@ _JS = """
     $("#shown").textContent = `${shown} of ${rows.length} beads shown`;
     $("#empty").hidden = shown > 0;
   }
-  for (const control of [below, terms, unsure, doc, sort]) {
+  for (const control of [below, terms, unsure, edited, appended, doc, sort]) {
     control.addEventListener("change", apply);
   }
   threshold.addEventListener("input", apply);
@@ -814,6 +848,23 @@ def _render_summary(view: RunView) -> str:
     if terms.get("total"):
         head += "<th>terms</th>"
         cells += f"<td>{terms['found']}/{terms['total']} ({_fmt(100 * terms['accuracy'])}%)</td>"
+        if "decoded" in terms:
+            consistency = terms.get("consistency") or {}
+            head += (
+                "<th>terms as decoded</th><th>edited in</th><th>appended</th>"
+                "<th>lemma-tolerant</th><th>consistent</th>"
+            )
+            rate = consistency.get("rate")
+            cells += (
+                f"<td>{terms['decoded']}/{terms['total']} "
+                f"({_fmt(100 * terms['decoded_accuracy'])}%)</td>"
+                f"<td>{terms['edited']}</td><td>{terms['appended']}</td>"
+                f"<td>{terms['lemma_found']}/{terms['total']} "
+                f"({_fmt(100 * terms['lemma_accuracy'])}%)</td>"
+                f"<td>{consistency.get('consistent', 0)}/{consistency.get('repeated', 0)}"
+                + (f" ({_fmt(100 * rate)}%)" if rate is not None else "")
+                + "</td>"
+            )
     if view.hter and view.hter.get("corpus"):
         hter = view.hter["corpus"]
         head += f'<th title="{_e(hter.get("signature", ""))}">HTER</th>'
@@ -834,6 +885,8 @@ def _render_summary(view: RunView) -> str:
         f"(red below {LOW_CHRF:g}, amber below {MID_CHRF:g}). "
         '<mark class="term">glossary term</mark> rendered as approved, '
         '<mark class="term miss">term</mark> missing from the machine translation, '
+        '<mark class="term edited">term</mark> edited into the translation after decoding, '
+        '<mark class="term appended">term</mark> appended after the sentence, '
         '<mark class="avoid">avoided rendering</mark> used. '
         "Confidence is the model's mean log-probability per token of its own output "
         "(0 is certain; lower is less sure); a ranking aid, not a calibrated probability. "
@@ -861,6 +914,8 @@ def _render_controls(view: RunView) -> str:
         '<label><input type="checkbox" id="f-unsure"> only confidence below</label>'
         f'<input type="number" id="f-conf" value="{_conf_default(view)}" max="0" step="0.1" '
         'aria-label="confidence threshold (mean log-probability per token)">'
+        '<label><input type="checkbox" id="f-edited"> only terms edited in</label>'
+        '<label><input type="checkbox" id="f-appended"> only terms appended</label>'
         '<label>document <select id="f-doc"><option value="">all</option>'
         f"{options}</select></label>"
         '<label>order <select id="f-sort"><option value="corpus">corpus order</option>'
@@ -902,6 +957,14 @@ def _render_document(document: DocumentView, unsure_below: float | None = None) 
     )
     if terms.get("total"):
         score_line += f" · terms {terms['found']}/{terms['total']}"
+        if "decoded" in terms:
+            consistency = terms.get("consistency") or {}
+            score_line += (
+                f" (decoded {terms['decoded']}, edited {terms['edited']}, "
+                f"appended {terms['appended']}; lemma-tolerant {terms['lemma_found']}; "
+                f"consistent {consistency.get('consistent', 0)}/"
+                f"{consistency.get('repeated', 0)})"
+            )
     return "\n".join(
         [
             f'<section class="doc" id="doc-{_e(document.doc_id)}" '
@@ -959,6 +1022,7 @@ def _render_bead(bead: BeadView, doc_id: str, unsure_below: float | None = None)
         f'data-chrf="{bead.chrf!r}" data-problems="{bead.problems}" '
         f'data-confidence="{confidence.mean_logprob if confidence else ""}" '
         f'data-urgency="{bead.urgency(unsure_below)}" data-edits="{bead.term_edits}" '
+        f'data-edited="{bead.count_how("edited")}" data-appended="{bead.count_how("appended")}" '
         f'data-order="{bead.number}">'
         f'<td class="meta"><span class="kind">{_e(bead.bead.kind)}</span>{ids}</td>'
         f'<td class="ja" lang="ja">{ja or none}</td>'

@@ -28,7 +28,13 @@ from forumtranslate import __version__
 from forumtranslate.confidence import Confidence
 from forumtranslate.corpus import load_documents, read_manifest, read_text
 from forumtranslate.errors import ForumTranslateError
-from forumtranslate.glossary import Glossary, check_terms, load_glossary, unspellable_forms
+from forumtranslate.glossary import (
+    Glossary,
+    TermMatcher,
+    lemmatiser,
+    load_glossary,
+    unspellable_forms,
+)
 from forumtranslate.records import Segment, TermMatch
 from forumtranslate.segment import segment_document
 from forumtranslate.storage import (
@@ -349,14 +355,17 @@ def run(
             for number, batch in enumerate(batches):
                 if str(number) in done:
                     continue
-                outputs, confidences = translator.translate_batch_scored(
+                outputs = translator.translate_batch_terms(
                     [texts[i] for i in batch],
                     [_usable_terms(sources[i].terms, usable) for i in batch],
                 )
                 done[str(number)] = {
                     "indices": batch,
-                    "translations": outputs,
-                    "confidence": [c.to_json() if c else None for c in confidences],
+                    "translations": [o.text for o in outputs],
+                    "how": [list(o.how) for o in outputs],
+                    "confidence": [
+                        o.confidence.to_json() if o.confidence else None for o in outputs
+                    ],
                 }
                 journal.append(str(number), done[str(number)])
                 translated_now += len(batch)
@@ -369,8 +378,9 @@ def run(
                         out_dir,
                     )
         translations, confidences = _collect(done, len(sources))
+        how = _collect_how(done, len(sources))
         unspellable = frozenset(entry_id for entry_id, forms in usable.items() if not forms)
-        write_translations(out_dir, sources, translations, confidences, unspellable)
+        write_translations(out_dir, sources, translations, confidences, unspellable, how)
         scores = None
         if config.align_and_score:
             from forumtranslate.align import align_run
@@ -398,9 +408,10 @@ def write_translations(
     translations: Sequence[str],
     confidences: Sequence[Confidence | None] | None = None,
     unspellable: frozenset[str] = frozenset(),
+    how: Sequence[Sequence[str] | None] | None = None,
 ) -> None:
     """translations.jsonl and translations.parquet, as ``run`` writes them, for other engines."""
-    records = list(translation_records(sources, translations, confidences, unspellable))
+    records = list(translation_records(sources, translations, confidences, unspellable, how))
     write_atomic(out_dir / TRANSLATIONS_FILE, "".join(dumps_line(r) + "\n" for r in records))
     _write_parquet(out_dir, records)
 
@@ -430,19 +441,66 @@ def _collect(done: dict[str, Any], count: int) -> tuple[list[str], list[Confiden
     return [t or "" for t in translations], confidences
 
 
+def appended_terms(out_dir: Path) -> list[str]:
+    """The seg_ids of the run's records with a term appended after the sentence."""
+    import json
+
+    path = Path(out_dir) / TRANSLATIONS_FILE
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        if not line:
+            continue
+        record = json.loads(line)
+        found += [record["seg_id"] for t in record["terms"] if t.get("how") == "appended"]
+    return found
+
+
+def _collect_how(done: dict[str, Any], count: int) -> list[list[str] | None]:
+    """Per sentence, how each term got there, as the journal has it (None: a journal from
+    before the backends said so, or another engine's)."""
+    how: list[list[str] | None] = [None] * count
+    for unit in done.values():
+        for index, item in zip(unit["indices"], unit.get("how") or ()):
+            how[index] = list(item) if isinstance(item, list) else None
+    return how
+
+
+def term_how(found: Sequence[bool], how: Sequence[str] | None) -> list[str]:
+    """``how`` made to agree with ``found``: a term not in the text is ``missing``; a term in
+    it that the backend did not account for was ``decoded``."""
+    if how is None or len(how) != len(found):
+        how = ["decoded"] * len(found)
+    return [
+        ("decoded" if h == "missing" else h) if hit else "missing" for hit, h in zip(found, how)
+    ]
+
+
 def translation_records(
     sources: Sequence[SourceSentence],
     translations: Sequence[str],
     confidences: Sequence[Confidence | None] | None = None,
     unspellable: frozenset[str] = frozenset(),
+    how: Sequence[Sequence[str] | None] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """The records of translations.jsonl, in corpus order; ``confidence`` is null where the
-    backend gave none (``confidence.py`` says what it is). A term of an ``unspellable``
-    entry (see ``check_spelling``) is marked so, not merely missing."""
+    """The records of translations.jsonl, in corpus order.
+
+    Per term: ``found`` (exact match, one rendering per occurrence), ``how`` it got there,
+    the ``rendering`` credited to it as written, and ``lemma_found`` (found once both sides
+    are lemmatised: "critical mineral" for "critical minerals"); a term of an
+    ``unspellable`` entry (see ``check_spelling``) is marked so, not merely missing.
+    ``confidence`` is null where the backend gave none (``confidence.py`` says what it is).
+    """
+    lemma = lemmatiser()
     confidences = confidences if confidences is not None else [None] * len(translations)
-    for source, translation, confidence in zip(sources, translations, confidences):
+    for k, (source, translation, confidence) in enumerate(zip(sources, translations, confidences)):
         segment = source.segment
-        found = check_terms(translation, source.terms)
+        matcher = TermMatcher(source.terms)
+        found = matcher.found(translation)
+        renderings = matcher.renderings(translation)
+        lemma_found = TermMatcher(source.terms, fold=lemma).found(translation)
+        sentence_how = term_how(found, how[k] if how is not None else None)
         yield {
             "doc_id": segment.doc_id,
             "seg_id": segment.seg_id,
@@ -456,9 +514,14 @@ def translation_records(
                     "source": term.source,
                     "target": term.target,
                     "found": hit,
+                    "how": h,
+                    "rendering": rendering,
+                    "lemma_found": lemma_hit,
                     **({"unspellable": True} if term.entry_id in unspellable else {}),
                 }
-                for term, hit in zip(source.terms, found)
+                for term, hit, h, rendering, lemma_hit in zip(
+                    source.terms, found, sentence_how, renderings, lemma_found
+                )
             ],
             "confidence": confidence.to_json() if confidence else None,
         }

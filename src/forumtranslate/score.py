@@ -27,7 +27,7 @@ from forumtranslate.align import (
     run_beads,
 )
 from forumtranslate.errors import InputError
-from forumtranslate.records import Bead
+from forumtranslate.records import HOW, Bead
 from forumtranslate.storage import write_atomic
 
 METRICS = ("BLEU", "chrF2", "chrF2++", "TER")
@@ -133,13 +133,67 @@ def bead_segments(beads: Sequence[Bead]) -> tuple[list[str], list[str]]:
 
 
 def term_accuracy(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Exact-match term accuracy (WMT 2021): found approved renderings / glossary terms."""
-    found = total = 0
+    """Term accuracy of a set of records, honestly split by how each term got there.
+
+    ``found``/``accuracy``: exact-match term accuracy (WMT 2021), after enforcement: every
+    term in the final text. ``decoded``/``decoded_accuracy``: only the terms the model's
+    search wrote, which is what the model can do. ``edited`` and ``appended`` count the
+    terms put in after decoding. ``lemma_found``/``lemma_accuracy``: found once both sides
+    are lemmatised (plural and inflected forms count), as the WMT terminology tasks also
+    report a tolerant success rate. ``consistency``: see ``term_consistency``.
+    """
+    total = found = lemma = 0
+    counts = dict.fromkeys(HOW, 0)
     for record in records:
         for term in record.get("terms") or ():
             total += 1
-            found += bool(term.get("found"))
-    return {"found": found, "total": total, "accuracy": found / total if total else None}
+            hit = bool(term.get("found"))
+            found += hit
+            lemma += bool(term.get("lemma_found", hit))
+            how = term.get("how") or ("decoded" if hit else "missing")
+            counts[how if how in counts else "decoded"] += 1
+    share = (lambda n: n / total) if total else (lambda n: None)
+    return {
+        "found": found,
+        "total": total,
+        "accuracy": share(found),
+        "decoded": counts["decoded"],
+        "decoded_accuracy": share(counts["decoded"]),
+        "edited": counts["edited"],
+        "appended": counts["appended"],
+        "lemma_found": lemma,
+        "lemma_accuracy": share(lemma),
+        "consistency": term_consistency(records),
+    }
+
+
+def term_consistency(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Whether each source term is rendered the same way throughout its document.
+
+    For every (document, glossary entry) that occurs at least twice, the renderings of its
+    occurrences (as written, case-folded; a missing one counts as a rendering of its own)
+    must all be the same. ``rate`` = consistent / repeated terms (None when no term
+    repeats).
+    """
+    seen: dict[tuple[str, str], set[str | None]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for record in records:
+        for term in record.get("terms") or ():
+            key = (record.get("doc_id", ""), term.get("entry_id", ""))
+            rendering = term.get("rendering")
+            if rendering is None and term.get("found") and "rendering" not in term:
+                rendering = term.get("target")  # records from before renderings were kept
+            seen.setdefault(key, set()).add(
+                None if rendering is None else " ".join(rendering.split()).casefold()
+            )
+            counts[key] = counts.get(key, 0) + 1
+    repeated = [key for key, n in counts.items() if n >= 2]
+    consistent = sum(len(seen[key]) == 1 and None not in seen[key] for key in repeated)
+    return {
+        "repeated": len(repeated),
+        "consistent": consistent,
+        "rate": consistent / len(repeated) if repeated else None,
+    }
 
 
 def score_segments(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, Any]:
@@ -255,6 +309,19 @@ def format_scores(result: dict[str, Any], width: int = 1, documents: bool = True
         out += (
             f"terminology accuracy: {terms['found']}/{terms['total']} = {terms['accuracy']:.3f}\n"
         )
+        if "decoded" in terms:
+            consistency = terms["consistency"]
+            rate = consistency["rate"]
+            out += (
+                f"  as decoded: {terms['decoded']}/{terms['total']}"
+                f" = {terms['decoded_accuracy']:.3f}; edited in: {terms['edited']}; "
+                f"appended: {terms['appended']}\n"
+                f"  lemma-tolerant: {terms['lemma_found']}/{terms['total']}"
+                f" = {terms['lemma_accuracy']:.3f}; consistent: "
+                f"{consistency['consistent']}/{consistency['repeated']}"
+                + (f" = {rate:.3f}" if rate is not None else "")
+                + "\n"
+            )
     if documents and result.get("documents"):
         rows = [["document", "beads", *METRICS, "terms"]]
         for doc_id, doc in result["documents"].items():

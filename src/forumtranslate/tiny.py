@@ -24,19 +24,33 @@ SHAPES: dict[str, dict[str, int]] = {
 }
 
 
+# Tokenizer kinds a tiny Marian model can have, as real models do: SentencePiece unigram
+# (OPUS-MT) or BPE, with or without byte fallback (unknown characters as <0xNN> pieces),
+# one vocabulary per side or one shared; or byte-level BPE from the ``tokenizers`` library
+# (the Ġ-spelled pieces of GPT-2, Llama 3, Qwen), wrapped as a PreTrainedTokenizerFast.
+TOKENIZER_KINDS = ("spm", "byte-bpe")
+
+
 @dataclass(frozen=True)
 class TinyModelSpec:
     family: str  # "marian" | "nllb"
     shape: str = "tiny"
     spm_vocab_size: int = 2000
     seed: int = 0
-    # SentencePiece's byte fallback: a character outside the vocabulary is written as its
-    # UTF-8 bytes instead of <unk>, as in the Llama and Gemma tokenizers.
-    byte_fallback: bool = False
+    tokenizer: str = "spm"  # marian only: spm | byte-bpe
+    spm_type: str = "unigram"  # marian spm: unigram | bpe
+    byte_fallback: bool = False  # marian spm: unknown characters as byte pieces
+    shared_vocab: bool = False  # marian spm: one SentencePiece model for both sides
+    character_coverage: float = 1.0  # below 1, rare characters are left to byte fallback
 
 
 def _train_sentencepiece(
-    text: str, prefix: Path, vocab_size: int, model_type: str, byte_fallback: bool = False
+    text: str,
+    prefix: Path,
+    vocab_size: int,
+    model_type: str,
+    byte_fallback: bool = False,
+    character_coverage: float = 1.0,
 ) -> Path:
     import sentencepiece as spm
 
@@ -47,14 +61,14 @@ def _train_sentencepiece(
         model_prefix=str(prefix),
         vocab_size=vocab_size,
         model_type=model_type,
-        character_coverage=1.0,
+        character_coverage=character_coverage,
+        byte_fallback=byte_fallback,
         hard_vocab_limit=False,
         bos_id=-1,
         eos_id=-1,
         pad_id=-1,
         unk_id=0,
         num_threads=1,
-        byte_fallback=byte_fallback,
         seed_sentencepiece_size=100000,
         minloglevel=2,
     )
@@ -78,7 +92,9 @@ def build_tiny_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(spec.seed)
     ja_text, en_text = _read_corpus(data_dir, "ja"), _read_corpus(data_dir, "en")
-    if spec.family == "marian":
+    if spec.family == "marian" and spec.tokenizer == "byte-bpe":
+        _build_marian_byte_bpe(out_dir, spec, ja_text + "\n" + en_text)
+    elif spec.family == "marian":
         _build_marian(out_dir, spec, ja_text, en_text)
     elif spec.family == "nllb":
         _build_nllb(out_dir, spec, ja_text + "\n" + en_text)
@@ -102,12 +118,26 @@ def _config_sizes(spec: TinyModelSpec) -> dict[str, int]:
 
 def _build_marian(out_dir: Path, spec: TinyModelSpec, ja_text: str, en_text: str) -> None:
     """OPUS-MT layout: two SentencePiece models and one joint vocab.json, ``<pad>`` last."""
-    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+    from transformers import MarianTokenizer
 
+    options = dict(
+        model_type=spec.spm_type,
+        byte_fallback=spec.byte_fallback,
+        character_coverage=spec.character_coverage,
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        size, fallback = spec.spm_vocab_size, spec.byte_fallback
-        source = _train_sentencepiece(ja_text, Path(tmp) / "source", size, "unigram", fallback)
-        target = _train_sentencepiece(en_text, Path(tmp) / "target", size, "unigram", fallback)
+        if spec.shared_vocab:
+            both = _train_sentencepiece(
+                ja_text + "\n" + en_text, Path(tmp) / "shared", spec.spm_vocab_size, **options
+            )
+            source = target = both
+        else:
+            source = _train_sentencepiece(
+                ja_text, Path(tmp) / "source", spec.spm_vocab_size, **options
+            )
+            target = _train_sentencepiece(
+                en_text, Path(tmp) / "target", spec.spm_vocab_size, **options
+            )
         (out_dir / "source.spm").write_bytes(source.read_bytes())
         (out_dir / "target.spm").write_bytes(target.read_bytes())
     import sentencepiece as spm
@@ -132,12 +162,19 @@ def _build_marian(out_dir: Path, spec: TinyModelSpec, ja_text: str, en_text: str
         target_lang="en",
     )
     tokenizer.save_pretrained(out_dir)
-    pad_id = vocab["<pad>"]
+    _save_marian(out_dir, spec, len(vocab), vocab["<pad>"], eos_id=0)
+
+
+def _save_marian(
+    out_dir: Path, spec: TinyModelSpec, vocab_size: int, pad_id: int, eos_id: int
+) -> None:
+    from transformers import MarianConfig, MarianMTModel
+
     config = MarianConfig(
-        vocab_size=len(vocab),
+        vocab_size=vocab_size,
         pad_token_id=pad_id,
         decoder_start_token_id=pad_id,
-        eos_token_id=0,
+        eos_token_id=eos_id,
         max_position_embeddings=512,
         share_encoder_decoder_embeddings=True,
         **_config_sizes(spec),
@@ -145,6 +182,39 @@ def _build_marian(out_dir: Path, spec: TinyModelSpec, ja_text: str, en_text: str
     model = MarianMTModel(config)
     model.eval()
     model.save_pretrained(out_dir, safe_serialization=True)
+
+
+def _build_marian_byte_bpe(out_dir: Path, spec: TinyModelSpec, text: str) -> None:
+    """A Marian-shaped model whose one vocabulary is byte-level BPE (``tokenizers``): every
+    byte is a piece, a leading space is spelled "Ġ", and Japanese characters are often
+    split into byte pieces. ``<pad>`` goes last, as Marian (and CTranslate2) expect."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.spm_vocab_size,
+        special_tokens=["</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(text.splitlines(), trainer=trainer)
+    backend.add_special_tokens(["<pad>"])
+    eos = backend.token_to_id("</s>")
+    backend.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A $B </s>", special_tokens=[("</s>", eos)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        model_max_length=512,
+    )
+    tokenizer.save_pretrained(out_dir)
+    _save_marian(out_dir, spec, len(tokenizer), tokenizer.pad_token_id, eos_id=eos)
 
 
 def _build_nllb(out_dir: Path, spec: TinyModelSpec, text: str) -> None:

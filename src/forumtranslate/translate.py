@@ -21,8 +21,10 @@ from typing import Any
 from forumtranslate.confidence import Confidence, combine, summarise, teacher_forced_logprobs
 from forumtranslate.constrain import Constraint, SearchOptions, constrained_beam_search
 from forumtranslate.errors import ForumTranslateError
+from forumtranslate.glossary import TermMatcher, check_terms, contains_form
 from forumtranslate.models import LoadedModel
 from forumtranslate.records import TermMatch
+from forumtranslate.wordpieces import PieceText, decode_bytes
 
 TERM_MODES = ("hard", "off")
 # Where a long sentence may be cut, best first: sentence ends, then clause marks, then spaces.
@@ -50,6 +52,26 @@ class DecodingOptions:
             raise ForumTranslateError(f"--terms must be one of {', '.join(TERM_MODES)}")
 
 
+@dataclass(frozen=True)
+class Translation:
+    """A sentence's English and, per glossary term, how the term got there.
+
+    ``how`` is ``decoded`` (the model's search wrote it), ``edited`` (put in after decoding
+    where the model rendered the term: the ct2 backend), ``appended`` (added after the
+    sentence: the last-resort fallback) or ``missing``. ``confidence`` is the model's own
+    score of the tokens it decoded (``confidence.py``), None where the backend gives none.
+    """
+
+    text: str
+    how: tuple[str, ...] = ()
+    confidence: Confidence | None = None
+
+
+def plain_how(text: str, terms: Sequence[TermMatch]) -> tuple[str, ...]:
+    """``how`` for a text nothing was put into: what is there was decoded."""
+    return tuple("decoded" if ok else "missing" for ok in check_terms(text, terms))
+
+
 class Translator(ABC):
     """A backend: translates one batch; batching, order and resume happen around it."""
 
@@ -61,12 +83,21 @@ class Translator(ABC):
     ) -> list[str]:
         """English for each source sentence, every term in ``terms`` honoured if hard."""
 
+    def translate_batch_terms(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> list[Translation]:
+        """Like ``translate_batch``, with how each term got there and the model's confidence
+        in its output. A backend that edits or appends terms, or can score its output, says
+        so by overriding this; by default every term found was decoded, and no confidence."""
+        texts = self.translate_batch(sources, terms)
+        return [Translation(text, plain_how(text, found)) for text, found in zip(texts, terms)]
+
     def translate_batch_scored(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> tuple[list[str], list[Confidence | None]]:
-        """``translate_batch`` with the model's confidence in each output (``confidence.py``);
-        a backend that cannot score its output gives None."""
-        return self.translate_batch(sources, terms), [None] * len(sources)
+        """``translate_batch_terms`` as texts and their confidences (``confidence.py``)."""
+        done = self.translate_batch_terms(sources, terms)
+        return [t.text for t in done], [t.confidence for t in done]
 
     @abstractmethod
     def count_tokens(self, sources: Sequence[str]) -> list[int]:
@@ -194,15 +225,56 @@ def term_forms(match: TermMatch) -> list[str]:
     return forms
 
 
+class TextJudge:
+    """What a hypothesis meets, read from its decoded text (``glossary.TermMatcher``).
+
+    The search's ``memo`` is the hypothesis's bytes (``wordpieces.PieceText``), so a term
+    counts however the model segmented or cased it, after a quote or a bracket.
+    """
+
+    def __init__(self, matcher: TermMatcher, pieces: PieceText):
+        self.matcher = matcher
+        self.pieces = pieces
+        self._scans: dict[bytes, Any] = {}
+        self._parents: dict[bytes, bytes] = {}
+        self._verdicts: dict[bytes, tuple[tuple[bool, ...], bool, bool]] = {}
+
+    def start(self) -> bytes:
+        return b""
+
+    def extend(self, memo: bytes, tokens: Sequence[int]) -> bytes:
+        data = memo + self.pieces.data(tokens)
+        self._parents.setdefault(data, memo)
+        return data
+
+    def verdict(self, memo: bytes) -> tuple[tuple[bool, ...], bool, bool]:
+        found = self._verdicts.get(memo)
+        if found is None:
+            parent = self._scans.get(self._parents.get(memo, b""))
+            scanned = self.matcher.scan(decode_bytes(memo), parent)
+            self._scans[memo] = scanned
+            found = self.matcher.verdict("", scanned)
+            self._verdicts[memo] = found
+        return found
+
+
 class TransformersTranslator(Translator):
-    """MarianMT and NLLB through ``transformers``, decoded step by step with constraints."""
+    """MarianMT and NLLB through ``transformers``, decoded step by step with constraints.
+
+    With hard terms each batch is decoded as with ``--terms off`` first; a sentence whose
+    text holds every term (and no avoided rendering) keeps that translation, so the
+    constraints never touch what the model already does right. The others are decoded again
+    with the constraints, which are tracked by the decoded text.
+    """
 
     def __init__(self, loaded: LoadedModel, options: DecodingOptions | None = None):
         self.loaded = loaded
         self.options = options or DecodingOptions()
         self.max_input_tokens = self.options.max_input_tokens or loaded.max_input_tokens
         self._target_ids: dict[str, tuple[int, ...]] = {}
+        self.pieces = PieceText.from_tokenizer(loaded.tokenizer, loaded.model.config.vocab_size)
         self._word_continuation = self._glue_tokens()
+        self._filler = self._find_filler()
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -214,59 +286,74 @@ class TransformersTranslator(Translator):
         return self.count_tokens([text])[0]
 
     def target_ids(self, text: str) -> tuple[int, ...]:
-        """Token ids of ``text`` on the target side, as a mid-sentence word sequence."""
+        """Token ids of ``text`` on the target side, as a word sequence that starts a new
+        word (with its leading space where the tokenizer spells one, as byte-level BPE does)."""
         if text not in self._target_ids:
-            ids = self.loaded.tokenizer(text_target=text, add_special_tokens=False)["input_ids"]
-            self._target_ids[text] = tuple(ids)
+            tokenizer = self.loaded.tokenizer
+            ids: tuple[int, ...] = ()
+            for variant in (text, " " + text):
+                ids = tuple(tokenizer(text_target=variant, add_special_tokens=False)["input_ids"])
+                if ids and not self.pieces.glue[ids[0]]:
+                    break
+            self._target_ids[text] = ids
         return self._target_ids[text]
 
     def _glue_tokens(self) -> Any:
-        """Mark vocabulary pieces that continue the previous word (no leading "▁")."""
+        """Mark vocabulary pieces that continue the previous word (``wordpieces``' rule)."""
         import torch
 
-        tokenizer = self.loaded.tokenizer
-        size = self.loaded.model.config.vocab_size
-        pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
-        special = set(tokenizer.all_special_ids)
-        glue = [
-            i not in special and bool(p) and not p.startswith("▁") and p[0].isalnum()
-            for i, p in enumerate(pieces)
-        ]
-        return torch.tensor(glue, dtype=torch.bool)
+        return torch.tensor(self.pieces.glue, dtype=torch.bool)
+
+    def _find_filler(self) -> int | None:
+        """A piece that separates words (a comma), for the plans that finish a sentence."""
+        wanted = [b",", b" ,", b";", b" ;", b".", b" .", b" "]
+        for want in wanted:
+            for i, piece in enumerate(self.pieces.pieces):
+                if piece == want:
+                    return i
+        return None
+
+    def spellable(self, form: str) -> bool:
+        """Whether the form's tokens decode back to it, as whole words."""
+        ids = self.target_ids(form)
+        return bool(ids) and contains_form(self.pieces.text(ids), form)
 
     # -- decoding -------------------------------------------------------------------------
 
     def translate_batch(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
     ) -> list[str]:
-        return self.translate_batch_scored(sources, terms)[0]
+        return [t.text for t in self.translate_batch_terms(sources, terms)]
 
-    def translate_batch_scored(
+    def translate_batch_terms(
         self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
-    ) -> tuple[list[str], list[Confidence | None]]:
+    ) -> list[Translation]:
         limit = self.max_input_tokens
         pieces = [
             piece
             for i, (text, found) in enumerate(zip(sources, terms))
             for piece in split_to_fit(text, found, self._count_one, limit, i, self._terms_fit)
         ]
-        token_ids = self._decode([p.text for p in pieces], [p.terms for p in pieces])
-        texts = self.loaded.tokenizer.batch_decode(token_ids, skip_special_tokens=True)
-        scored = self._confidence([p.text for p in pieces], token_ids)
+        texts = [p.text for p in pieces]
+        decoded, token_ids = self._translate_pieces(texts, [p.terms for p in pieces])
+        scored = self._confidence(texts, token_ids)
         joined: list[list[str]] = [[] for _ in sources]
+        how: list[list[str]] = [[] for _ in sources]
         parts: list[list[Confidence | None]] = [[] for _ in sources]
-        for piece, text, confidence in zip(pieces, texts, scored):
-            joined[piece.sentence].append(text.strip())
+        for piece, result, confidence in zip(pieces, decoded, scored):
+            joined[piece.sentence].append(result.text.strip())
+            how[piece.sentence].extend(result.how)
             parts[piece.sentence].append(confidence)
-        return [" ".join(part for part in done if part) for done in joined], [
-            combine(p) for p in parts
+        return [
+            Translation(" ".join(part for part in done if part), tuple(h), combine(c))
+            for done, h, c in zip(joined, how, parts)
         ]
 
     def _confidence(
         self, texts: list[str], token_ids: Sequence[Sequence[int]]
     ) -> list[Confidence | None]:
         """The model's log-probability of the tokens it decoded (``confidence.py``), less the
-        forced target-language token."""
+        forced target-language token; a term appended after decoding is not among them."""
         loaded, config = self.loaded, self.loaded.model.config
         encoded = loaded.tokenizer(texts, return_tensors="pt", padding=True)
         logprobs = teacher_forced_logprobs(
@@ -289,33 +376,88 @@ class TransformersTranslator(Translator):
         if self.options.terms != "hard" or not terms:
             return True
         first = 1 if self.loaded.forced_first_id is not None else 0
-        term_tokens = sum(max(len(self.target_ids(f)) for f in term_forms(m)) for m in terms)
+        # the same room as ``_search``'s length limit gives the terms
+        term_tokens = (
+            sum(max(len(self.target_ids(f)) for f in term_forms(m)) + 1 for m in terms) + 1
+        )
         need = first + self.options.length_extra + self._count_one(text) + term_tokens
         return need <= self.loaded.max_output_tokens
 
     def _decode(self, texts: list[str], terms: Sequence[Sequence[TermMatch]]) -> list[list[int]]:
+        """One search over ``texts`` (constrained with hard terms): the token ids."""
+        return self._search(texts, terms, hard=self.options.terms == "hard")
+
+    def _translate_pieces(
+        self, texts: list[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> tuple[list[Translation], list[list[int]]]:
+        """Plain beam search for all; then, with hard terms, constrained search for the
+        sentences whose plain translation misses a term or writes an avoided rendering.
+        Also the token ids each text was decoded from (an appended term is not among them)."""
+        tokenizer = self.loaded.tokenizer
+        token_ids = self._search(texts, [[] for _ in texts], hard=False)
+        out = []
+        redo = []
+        for i, (ids, found) in enumerate(zip(token_ids, terms)):
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            matcher = TermMatcher(found)
+            if self.options.terms == "hard" and (
+                not all(matcher.found(text)) or matcher.avoided(text)
+            ):
+                redo.append(i)
+            out.append(Translation(text, plain_how(text, found)))
+        if redo:
+            forced = self._search([texts[i] for i in redo], [terms[i] for i in redo], hard=True)
+            for i, ids in zip(redo, forced):
+                out[i] = self._checked(tokenizer.decode(ids, skip_special_tokens=True), terms[i])
+                token_ids[i] = ids
+        return out, token_ids
+
+    def _checked(self, text: str, found: Sequence[TermMatch]) -> Translation:
+        """The constrained search's text; should it miss a term (a form the vocabulary
+        cannot spell), the term is appended after it, and says so."""
+        ok = check_terms(text, found)
+        if all(ok):
+            return Translation(text, ("decoded",) * len(found))
+        missing = [m.target for m, hit in zip(found, ok) if not hit]
+        text = " ".join([text.strip(), *missing]).strip()
+        how = tuple("decoded" if hit else "appended" for hit in ok)
+        if not all(check_terms(text, found)):
+            raise AssertionError(f"glossary constraint lost in {text!r}")
+        return Translation(text, how)
+
+    def _search(
+        self, texts: list[str], terms: Sequence[Sequence[TermMatch]], hard: bool
+    ) -> list[list[int]]:
         import torch
 
         loaded, options = self.loaded, self.options
         tokenizer, model = loaded.tokenizer, loaded.model
         encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=True)
         source_lengths = encoded["attention_mask"].sum(dim=1).tolist()
-        hard = options.terms == "hard"
-        constraints = [
-            [
-                Constraint(tuple(self.target_ids(f) for f in term_forms(m)), label=m.entry_id)
-                for m in found
-            ]
-            if hard
-            else []
-            for found in terms
-        ]
-        blocked = [
-            [self.target_ids(a) for m in found for a in m.avoid if self.target_ids(a)]
-            if hard
-            else []
-            for found in terms
-        ]
+        constraints = []
+        judges = []
+        blocked = []
+        for found in terms if hard else [[] for _ in texts]:
+            spellable = [m for m in found if any(self.spellable(f) for f in term_forms(m))]
+            constraints.append(
+                [
+                    Constraint(
+                        tuple(self.target_ids(f) for f in term_forms(m) if self.spellable(f)),
+                        label=m.entry_id,
+                    )
+                    for m in spellable
+                ]
+            )
+            judges.append(TextJudge(TermMatcher(spellable), self.pieces))
+            blocked.append(
+                [
+                    self.target_ids(v)
+                    for m in found
+                    for a in m.avoid
+                    for v in {a, a[:1].upper() + a[1:], a.lower(), a.title(), a.upper()}
+                    if self.target_ids(v)
+                ]
+            )
         first = 1 if loaded.forced_first_id is not None else 0
         max_new = [  # never past the decoder's position embeddings
             min(
@@ -323,7 +465,8 @@ class TransformersTranslator(Translator):
                 first
                 + math.ceil(options.length_ratio * n)
                 + options.length_extra
-                + sum(max(len(alt) for alt in c.alternatives) for c in cs),
+                + sum(max(len(alt) for alt in c.alternatives) + 1 for c in cs)
+                + (1 if cs else 0),
             )
             for n, cs in zip(source_lengths, constraints)
         ]
@@ -346,8 +489,10 @@ class TransformersTranslator(Translator):
                 search,
                 constraints,
                 max_new,
-                blocked=blocked,
+                blocked=blocked if hard else None,
                 word_continuation=self._word_continuation,
+                judges=judges if hard else None,
+                filler=self._filler,
             )
         return results
 
