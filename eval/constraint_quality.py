@@ -198,7 +198,7 @@ def term_figures(records: list[dict[str, Any]]) -> dict[str, Any]:
                 if term.get("found"):
                     hows[str(term["how"])] += 1
     figures: dict[str, Any] = {
-        "terms": total,
+        "n_terms": total,
         "found": found,
         "accuracy": round(100 * found / total, 2) if total else None,
     }
@@ -227,7 +227,27 @@ def compare_to_off(
                     examples.append(
                         {"entry": entry_id, "off": o["translation"], "hard": h["translation"]}
                     )
+    # the changed sentences that moved furthest from the off output (chrF2 of hard against off)
+    from sacrebleu.metrics import CHRF
+
+    metric = CHRF()
+    moved = sorted(
+        (metric.sentence_score(h["translation"], [o["translation"]]).score, k)
+        for k, (h, o) in enumerate(zip(hard, off, strict=True))
+        if h["translation"] != o["translation"]
+    )
+    changed_examples = [
+        {
+            "seg_id": hard[k]["seg_id"],
+            "terms": [t["target"] for t in hard[k].get("terms") or ()],
+            "off": off[k]["translation"],
+            "hard": hard[k]["translation"],
+            "chrF2_hard_vs_off": round(score, 1),
+        }
+        for score, k in moved[:3]
+    ]
     return {
+        "changed_examples": changed_examples,
         "changed": changed,
         "sentences": len(hard),
         "repeated": repeated,
@@ -430,6 +450,11 @@ def main() -> int:
     parser.add_argument(
         "--json", type=Path, default=REPO / "eval" / "results" / "constraint_quality.json"
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="take a model's rows from an earlier invocation's --work folder if there",
+    )
     args = parser.parse_args()
 
     import torch
@@ -440,14 +465,22 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     print(header())
     for plan in standin.plans(glossary, pairs, args.models):
-        folder = standin.build(plan, args.standin, standin.SPEC, args.data)
         work = args.work / plan.name
+        saved = work / "rows.json"
+        if args.reuse and saved.exists():  # measured by an earlier invocation
+            rows += json.loads(saved.read_text(encoding="utf-8"))
+            print(f"{plan.name}: rows of an earlier run reused from {saved}")
+            continue
+        folder = standin.build(plan, args.standin, plan.spec, args.data)
+        shutil.rmtree(work, ignore_errors=True)
         data = args.data
         if plan.exclude_docs:  # a held-out model translates only the document it never saw
             data = standin.subset_data(args.data, work / "data", keep=plan.exclude_docs)
-        rows += measure_model(
+        measured = measure_model(
             plan.name, folder, data, args.glossary, glossary, pairs, work, args.backends, args.beams
         )
+        saved.write_text(json.dumps(measured, ensure_ascii=False) + "\n", encoding="utf-8")
+        rows += measured
     print("\n" + header())
     for row in rows:
         print(_format_row(row))
@@ -473,7 +506,7 @@ def main() -> int:
         "rows": [{k: v for k, v in row.items() if k != "outputs"} for row in rows],
     }
     args.json.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    outputs = args.json.with_name(args.json.stem + ".outputs.jsonl")
+    outputs = args.work / "outputs.jsonl"  # every row's sentences; large, not committed
     outputs.write_text(
         "".join(
             json.dumps(
