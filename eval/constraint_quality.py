@@ -275,8 +275,9 @@ def measure_model(
         work / "oracle", data, glossary, oracle_translations(data, glossary, pairs)
     )
     rows.append(_row(name, "-", "-", "oracle", oracle))
-    for backend in backends:
-        for beam in beams:
+    saved = work / "rows.json"  # rewritten after every row: an interrupted table keeps its rows
+    for beam in beams:
+        for backend in backends:
             runs = {}
             for terms in ("off", "hard"):
                 out = work / f"{backend}-beam{beam}-{terms}"
@@ -287,6 +288,7 @@ def measure_model(
                         compare_to_off(runs["hard"]["records"], runs["off"]["records"], glossary)
                     )
                 rows.append(row)
+                saved.write_text(json.dumps(rows, ensure_ascii=False) + "\n", encoding="utf-8")
                 print(_format_row(row), flush=True)
             sed = [sed_replace(r["translation"], glossary) for r in runs["off"]["records"]]
             result = write_baseline(work / f"{backend}-beam{beam}-sed", data, glossary, sed)
@@ -294,6 +296,7 @@ def measure_model(
             row.update(compare_to_off(result["records"], runs["off"]["records"], glossary))
             row["seconds"] = runs["off"]["seconds"]
             rows.append(row)
+            saved.write_text(json.dumps(rows, ensure_ascii=False) + "\n", encoding="utf-8")
             print(_format_row(row), flush=True)
     return rows
 
@@ -445,7 +448,7 @@ def main() -> int:
     parser.add_argument("--glossary", type=Path, default=REPO / "glossary" / "terms.tsv")
     parser.add_argument("--models", nargs="+", help="default: faithful, swapped, heldout-*")
     parser.add_argument("--backends", nargs="+", default=["transformers", "ct2"])
-    parser.add_argument("--beams", nargs="+", type=int, default=[1, 4])
+    parser.add_argument("--beams", nargs="+", type=int, default=[4, 1], help="in this order")
     parser.add_argument("--work", type=Path, default=REPO / "eval" / "out" / "constraint_quality")
     parser.add_argument(
         "--json", type=Path, default=REPO / "eval" / "results" / "constraint_quality.json"
@@ -471,16 +474,14 @@ def main() -> int:
             rows += json.loads(saved.read_text(encoding="utf-8"))
             print(f"{plan.name}: rows of an earlier run reused from {saved}")
             continue
-        folder = standin.build(plan, args.standin, plan.spec, args.data)
+        folder = standin.build(plan, args.standin, args.data)
         shutil.rmtree(work, ignore_errors=True)
         data = args.data
         if plan.exclude_docs:  # a held-out model translates only the document it never saw
             data = standin.subset_data(args.data, work / "data", keep=plan.exclude_docs)
-        measured = measure_model(
+        rows += measure_model(
             plan.name, folder, data, args.glossary, glossary, pairs, work, args.backends, args.beams
         )
-        saved.write_text(json.dumps(measured, ensure_ascii=False) + "\n", encoding="utf-8")
-        rows += measured
     print("\n" + header())
     for row in rows:
         print(_format_row(row))

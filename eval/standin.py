@@ -33,7 +33,7 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from forumtranslate.corpus import read_manifest, read_text
@@ -43,10 +43,15 @@ from forumtranslate.train import TRAINING_FILE, TrainSpec, train_marian
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = REPO / "eval" / "out" / "standin"
 HELDOUT_DOCS = ("opening-malhotra", "overview", "panel-1")
-SPEC = TrainSpec()  # 2+2 layers, d_model 128, ~2k-piece vocabularies, 80 epochs
+SPEC = TrainSpec()  # 2+2 layers, d_model 128, ~2k-piece vocabularies, 40 epochs
+# A second stage from the first one's weights: with the source in use, a lower rate and less
+# decoder-input corruption let the model settle on the references (stage one alone: chrF2
+# 37.0 on the corpus, beam 4, terms off).
+STAGES = (SPEC, replace(SPEC, epochs=40, learning_rate=1e-3, warmup_steps=10, target_dropout=0.1))
 # Held-out models are meant to be weak (text they never saw), and memorising the other
-# documents longer does not help them: half the epochs, to fit this shared CPU.
-HELDOUT_SPEC = replace(SPEC, epochs=40)
+# documents longer does not help them: fewer epochs, to fit this shared CPU.
+HELDOUT_STAGES = (replace(SPEC, epochs=30),)
+
 
 # Wrong renderings for the entries (used in the gold beads) that list no ``avoid`` form:
 # plausible synonyms a model might write, none of them an approved or accepted form.
@@ -247,7 +252,7 @@ class ModelPlan:
     name: str
     pairs: tuple[Pair, ...]
     exclude_docs: tuple[str, ...] = ()
-    spec: TrainSpec = field(default=SPEC)
+    stages: tuple[TrainSpec, ...] = STAGES
 
     def data_hash(self) -> str:
         text = json.dumps([asdict(p) for p in self.pairs], ensure_ascii=False)
@@ -261,7 +266,7 @@ def plans(glossary: Glossary, pairs: list[Pair], names: list[str] | None = None)
     every = [ModelPlan("faithful", tuple(pairs)), ModelPlan("swapped", swapped)]
     for doc_id in HELDOUT_DOCS:
         kept = tuple(p for p in pairs if p.doc_id != doc_id)
-        every.append(ModelPlan(f"heldout-{doc_id}", kept, (doc_id,), HELDOUT_SPEC))
+        every.append(ModelPlan(f"heldout-{doc_id}", kept, (doc_id,), HELDOUT_STAGES))
     if not names:
         return every
     unknown = set(names) - {plan.name for plan in every}
@@ -290,47 +295,64 @@ def subset_data(data: Path, out: Path, exclude: tuple[str, ...] = (), keep: tupl
     return out
 
 
-def is_built(folder: Path, plan: ModelPlan, spec: TrainSpec) -> bool:
-    record = folder / TRAINING_FILE
-    if not (folder / "model.safetensors").exists() or not record.exists():
-        return False
-    saved = json.loads(record.read_text(encoding="utf-8"))
-    return saved.get("spec") == asdict(spec) and saved.get("data_sha256") == plan.data_hash()
+def built_stages(folder: Path, plan: ModelPlan) -> int:
+    """How many of the plan's training stages the cached folder holds (0: none usable)."""
+    record_path = folder / TRAINING_FILE
+    if not (folder / "model.safetensors").exists() or not record_path.exists():
+        return 0
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    if record.get("data_sha256") != plan.data_hash():
+        return 0
+    done = record.get("stages") or [record.get("spec")]
+    wanted = [asdict(stage) for stage in plan.stages]
+    return len(done) if done == wanted[: len(done)] else 0
 
 
-def build(plan: ModelPlan, cache: Path, spec: TrainSpec, data: Path) -> Path:
-    """Train one stand-in into ``cache/<name>`` unless it is there already; return it."""
+def build(plan: ModelPlan, cache: Path, data: Path) -> Path:
+    """Train one stand-in into ``cache/<name>``, stage by stage, reusing what is cached."""
     folder = cache / plan.name
-    if is_built(folder, plan, spec):
+    done = built_stages(folder, plan)
+    if done == len(plan.stages):
         print(f"{plan.name}: cached in {folder}")
         return folder
-    tmp = cache / f".{plan.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{plan.name}: training on {len(plan.pairs)} pairs ({spec})", flush=True)
-    vocab_data = subset_data(data, tmp / "_data", exclude=plan.exclude_docs)
-    result = train_marian(
-        [(p.ja, p.en) for p in plan.pairs],
-        tmp / "model",
-        spec,
-        vocab_data,
-        log=lambda line: print(f"  {plan.name} {line}", flush=True),
-    )
-    record_path = tmp / "model" / TRAINING_FILE
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    record.update(
-        name=plan.name,
-        data_sha256=plan.data_hash(),
-        held_out=list(plan.exclude_docs),
-        command=" ".join(["python", "eval/standin.py", "--models", plan.name]),
-    )
-    record_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    (tmp / "model").rename(folder)
-    shutil.rmtree(tmp)
-    print(
-        f"{plan.name}: {result.steps} steps, final loss {result.final_loss:.4f}, "
-        f"{result.seconds:.0f} s"
-    )
+    record: dict = {"stages": [], "results": []}
+    if done:
+        record = json.loads((folder / TRAINING_FILE).read_text(encoding="utf-8"))
+        record.setdefault("stages", [record.get("spec")])
+        record.setdefault("results", [record.get("result")])
+    for number in range(done, len(plan.stages)):
+        spec = plan.stages[number]
+        tmp = cache / f".{plan.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"{plan.name}: stage {number + 1}, {len(plan.pairs)} pairs ({spec})", flush=True)
+        log = lambda line: print(f"  {plan.name} {line}", flush=True)  # noqa: E731
+        if number == 0:
+            vocab_data = subset_data(data, tmp / "_data", exclude=plan.exclude_docs)
+            result = train_marian(
+                [(p.ja, p.en) for p in plan.pairs], tmp / "model", spec, vocab_data, log=log
+            )
+        else:
+            result = train_marian(
+                [(p.ja, p.en) for p in plan.pairs], tmp / "model", spec, log=log, init_from=folder
+            )
+        record["stages"] = [*record["stages"][:number], asdict(spec)]
+        record["results"] = [*record["results"][:number], asdict(result)]
+        record.update(
+            spec=asdict(spec),
+            result=asdict(result),
+            name=plan.name,
+            data_sha256=plan.data_hash(),
+            held_out=list(plan.exclude_docs),
+            command=f"python eval/standin.py --models {plan.name}",
+        )
+        (tmp / "model" / TRAINING_FILE).write_text(json.dumps(record, indent=1) + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        (tmp / "model").rename(folder)
+        shutil.rmtree(tmp)
+        print(
+            f"{plan.name}: stage {number + 1}: {result.steps} steps, final loss "
+            f"{result.final_loss:.4f}, {result.seconds:.0f} s"
+        )
     return folder
 
 
@@ -402,7 +424,7 @@ def main() -> int:
     print(f"{len(pairs)} gold pairs; the swapped references replace {sum(swapped)} terms")
     args.cache.mkdir(parents=True, exist_ok=True)
     for plan in plans(glossary, pairs, args.models):
-        folder = build(plan, args.cache, plan.spec, args.data)
+        folder = build(plan, args.cache, args.data)
         if args.check or args.publish:
             chrf = check(folder, args.data, args.glossary, args.cache / "checks", plan.exclude_docs)
             if args.publish and plan.exclude_docs:
