@@ -19,6 +19,8 @@ from pathlib import Path
 # benchmark pads the vocabulary up to ``vocab_size`` with unused pieces.
 SHAPES: dict[str, dict[str, int]] = {
     "tiny": dict(layers=2, d_model=64, heads=4, ffn=128, vocab_size=0),
+    # trained stand-ins (forumtranslate.train): small enough to train on this CPU in minutes
+    "standin": dict(layers=2, d_model=128, heads=4, ffn=512, vocab_size=0),
     "opus-mt": dict(layers=6, d_model=512, heads=8, ffn=2048, vocab_size=60716),
     "nllb-600m": dict(layers=12, d_model=1024, heads=16, ffn=4096, vocab_size=256206),
 }
