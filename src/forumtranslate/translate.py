@@ -261,7 +261,8 @@ class TransformersTranslator(Translator):
                 loaded.tokenizer, loaded.folder, self.options.shortlist, forms
             )
         self.shortlist = shortlist
-        self._piece_ids: dict[str, int] = {}
+        self._piece_ids: dict[str, int | None] = {}
+        self.vocabulary_size: int | None = None  # the last batch's, with a shortlist
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -489,6 +490,7 @@ class TransformersTranslator(Translator):
         ids.discard(None)
         ids.update(v for v in special.values() if v is not None)
         ids.update(t for cs in constraints for c in cs for alt in c.alternatives for t in alt)
+        self.vocabulary_size = len(ids)
         return torch.tensor(sorted(ids), dtype=torch.long)
 
     def _piece_id(self, piece: str) -> int | None:
