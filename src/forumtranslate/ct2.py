@@ -10,6 +10,12 @@ folder that is renamed into place, so an interrupted conversion leaves nothing h
 Tokenisation stays with the model's own Hugging Face tokenizer, so both backends see the
 same tokens. The default compute type is ``int8`` on CPU and ``float16`` on GPU.
 
+The shortlist. With ``DecodingOptions.shortlist`` (on by default) the model decodes over
+``shortlist.build_shortlist``'s target pieces: they are written as a ``vmap.txt`` in a
+folder beside the converted model, keyed by the list's hash (links to the converted files,
+so the model is converted once), and decoded with ``use_vmap=True``. The transformers
+backend slices its output projection to the same list.
+
 Hard glossary constraints. CTranslate2 has no lexical constraints (OpenNMT/CTranslate2 #739,
 #1893); it returns attention vectors and can continue a target prefix. The method, per
 sentence with glossary terms:

@@ -5,6 +5,11 @@ batch of source sentences, each with the glossary terms found in it, into Englis
 ``transformers`` backend decodes with ``constrain.constrained_beam_search`` over the
 model's own decoder, so the same loop serves ``--terms hard`` and ``--terms off``.
 
+With a shortlist (``shortlist``, on by default) each batch decodes over the list's pieces
+for its source, every piece its constraints can force and the special tokens: the output
+projection is sliced to them and the search works on positions in that list, mapped back
+to vocabulary ids at the end.
+
 Around the model: sentences are batched by a token budget over length-sorted input and put
 back in order, and a sentence longer than the encoder accepts is cut at clause boundaries,
 translated piece by piece and rejoined — never truncated.
