@@ -155,7 +155,11 @@ def make_translator(spec: dict[str, Any], options: Any) -> Any:
 
         if "loaded" not in spec:
             spec["loaded"] = load_model(spec["folder"], device=spec["device"], dtype="float32")
-        translator = TransformersTranslator(spec["loaded"], options)
+        if "shortlist_list" not in spec:
+            spec["shortlist_list"] = bench_shortlist(spec, spec["loaded"].tokenizer)
+        translator = TransformersTranslator(
+            spec["loaded"], options, shortlist=spec["shortlist_list"]
+        )
         first = spec["loaded"].forced_first_id is not None
         search = translator._search
 
@@ -173,12 +177,16 @@ def make_translator(spec: dict[str, Any], options: Any) -> Any:
         from forumtranslate.ct2 import CT2Translator, load_ct2_model
 
         if "loaded" not in spec:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(spec["folder"])
             spec["loaded"] = load_ct2_model(
                 spec["folder"],
                 device=spec["device"],
                 compute_type=spec["compute"],
                 inter_threads=spec["inter_threads"],
                 intra_threads=spec["intra_threads"],
+                shortlist=bench_shortlist(spec, tokenizer) or 0,
             )
         translator = CT2Translator(spec["loaded"], options)
         decode = translator._decode
@@ -193,6 +201,23 @@ def make_translator(spec: dict[str, Any], options: Any) -> Any:
     return translator
 
 
+def bench_shortlist(spec: dict[str, Any], tokenizer: Any) -> Any:
+    """The product's shortlist for ``spec["shortlist"]`` pieces (0 or absent: none), made up
+    to that size with further vocabulary entries: a random model's SentencePiece vocabulary
+    has about 2,000 pieces where the real model's target side has tens of thousands, so
+    without the padding the list, and its cost, would be far smaller than a real model's."""
+    from forumtranslate.glossary import load_glossary
+    from forumtranslate.shortlist import build_shortlist, glossary_forms
+
+    size = spec.get("shortlist") or 0
+    if not size:
+        return None
+    forms = glossary_forms(load_glossary(REPO / "glossary" / "terms.tsv"))
+    built = build_shortlist(tokenizer, Path(spec["folder"]), size, forms)
+    vocabulary = [p for p in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))) if p]
+    return built.padded(size, vocabulary)
+
+
 def decoding(spec: dict[str, Any], beam: int, terms: str) -> Any:
     from forumtranslate.translate import DecodingOptions
 
@@ -202,6 +227,7 @@ def decoding(spec: dict[str, Any], beam: int, terms: str) -> Any:
         exact_length=True,
         length_ratio=spec["length_ratio"],
         length_extra=spec["length_extra"],
+        shortlist=spec.get("shortlist") or 0,
     )
 
 
@@ -338,7 +364,333 @@ def worker_calibrate(spec: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": seconds, "load_average": load_average()}
 
 
+# -- peers: what a user would otherwise run, beside our configurations (issue 19) ----------
+
+PEER_DOCS = {"opus-mt": "panel-1,opening-onoda", "nllb-600m": "opening-onoda"}
+SHORTLIST_SIZES = (4000, 8000, 16000, 32000)
+PEER_BATCH = 16  # sentences per generate() / translate_batch call, as a user would write it
+# Targets from issue 19, as ratios from one run.
+TARGET_RUN_VS_GENERATE = 5.0  # whole run --backend ct2 (hard) / plain generate(), tokens/s
+TARGET_TRANSFORMERS_VS_GENERATE = 1.5  # our transformers loop with the shortlist / generate()
+TARGET_HARD_PER_TOKEN = 1.2  # hard / off, seconds per generated token, each backend
+
+
+def doc_sentences(docs: str) -> tuple[list[str], list[list[Any]]]:
+    """The sentences (and terms) of the named documents, as ``forumtranslate run`` sees them."""
+    from forumtranslate.glossary import load_glossary
+    from forumtranslate.run import prepare_sources
+
+    wanted = docs.split(",")
+    sources = prepare_sources(REPO / "data", load_glossary(REPO / "glossary" / "terms.tsv"))
+    kept = [s for s in sources if s.segment.doc_id in wanted]
+    return [s.segment.text for s in kept], [list(s.terms) for s in kept]
+
+
+def subset_data(docs: str, root: Path) -> Path:
+    """A data folder with only ``docs``: the real files and the manifest's lines for them."""
+    import shutil
+
+    wanted = docs.split(",")
+    data = root / "data-subset"
+    for lang in ("ja", "en"):
+        (data / lang).mkdir(parents=True, exist_ok=True)
+        for doc in wanted:
+            shutil.copy(REPO / "data" / lang / f"{doc}.txt", data / lang / f"{doc}.txt")
+    lines = (REPO / "data" / "manifest.tsv").read_text(encoding="utf-8").splitlines()
+    kept = [lines[0]] + [line for line in lines[1:] if line.split("\t")[0] in wanted]
+    (data / "manifest.tsv").write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return data
+
+
+def worker_peer(spec: dict[str, Any]) -> dict[str, Any]:
+    """One row: plain ``generate()``, bare ``translate_batch``, one of our translators, or
+    the whole ``run``; seconds, generated tokens and peak memory of this process."""
+    setup_threads(spec)
+    texts, terms = doc_sentences(spec["docs"])
+    nllb = spec["family"] == "nllb"
+    length = spec["length_extra"] + (1 if nllb else 0)  # NLLB: + the language token
+    kind = spec["kind"]
+    baseline = rss_mib()
+    counter: dict[str, Any] = {}
+    if kind == "generate":
+        import torch
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(spec["folder"])
+        model = AutoModelForSeq2SeqLM.from_pretrained(spec["folder"]).eval()
+        extra = {}
+        if nllb:
+            tokenizer.src_lang = "jpn_Jpan"
+            extra["forced_bos_token_id"] = tokenizer.convert_tokens_to_ids("eng_Latn")
+
+        def work(part: list[str] = texts) -> list[str]:
+            out = []
+            for i in range(0, len(part), PEER_BATCH):
+                encoded = tokenizer(part[i : i + PEER_BATCH], return_tensors="pt", padding=True)
+                with torch.inference_mode():
+                    ids = model.generate(
+                        **encoded,
+                        num_beams=4,
+                        max_new_tokens=length,
+                        min_new_tokens=length,
+                        **extra,
+                    )
+                out += tokenizer.batch_decode(ids, skip_special_tokens=True)
+            return out
+
+        def generated() -> int:
+            return spec["length_extra"] * len(texts)
+
+    elif kind == "ct2-bare":
+        import ctranslate2
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(spec["folder"])
+        if nllb:
+            tokenizer.src_lang = "jpn_Jpan"
+        engine = ctranslate2.Translator(spec["converted"], device=spec["device"])  # defaults
+        tokens = [tokenizer.convert_ids_to_tokens(tokenizer(t)["input_ids"]) for t in texts]
+
+        def work(part: list[str] = texts) -> list[str]:
+            chosen = tokens[: len(part)]
+            results = engine.translate_batch(
+                chosen,
+                target_prefix=[["eng_Latn"]] * len(chosen) if nllb else None,
+                beam_size=4,
+                max_batch_size=PEER_BATCH,
+                min_decoding_length=length,
+                max_decoding_length=length,
+            )
+            return [" ".join(r.hypotheses[0]) for r in results]
+
+        def generated() -> int:
+            return spec["length_extra"] * len(texts)
+
+    else:
+        translator = make_translator(spec, decoding(spec, 4, spec["terms"]))
+        counter["translator"] = translator
+        if kind == "ours":
+
+            def work(part: list[str] = texts) -> list[str]:
+                translator.generated = 0
+                return translator.translate(part, terms[: len(part)])
+
+        else:  # the whole run: segment, match terms, translate, align, score, write
+            from forumtranslate.run import RunConfig, run
+
+            data = subset_data(spec["docs"], Path(spec["work"]))
+            runs = iter(range(100))
+
+            def work(part: list[str] = texts) -> list[str]:
+                if len(part) < len(texts):  # the warm-up
+                    return translator.translate(part, terms[: len(part)])
+                translator.generated = 0
+                config = RunConfig(
+                    out_dir=Path(spec["work"]) / f"run-{os.getpid()}-{next(runs)}",
+                    data_dir=data,
+                    glossary_path=REPO / "glossary" / "terms.tsv",
+                    model=spec["folder"],
+                    decoding=translator.options,
+                )
+                run(config, translator=translator, progress=lambda *_: None)
+                return []
+
+        def generated() -> int:
+            return translator.generated
+
+    start = time.perf_counter()
+    work(texts[:2])  # warm-up, and the model's load
+    warm = time.perf_counter() - start
+    seconds, outputs, runs_ = timed(spec, work)
+    tokens = generated()
+    shortlist = None
+    if "translator" in counter:
+        signature = counter["translator"].signature()
+        shortlist = signature.get("shortlist")
+    return {
+        "sentences": len(texts),
+        "seconds": round(seconds, 3),
+        "generated_tokens": tokens,
+        "tokens_per_s": round(tokens / seconds, 1),
+        "load_and_warmup_seconds": round(warm, 2),
+        "rss_after_imports_mib": round(baseline, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "runs": runs_,
+        "load_average": [runs_[0][2], runs_[-1][3]],
+        "shortlist_signature": shortlist,
+        "outputs": outputs if kind != "run" else None,
+    }
+
+
+def peer_rows(shape: str, device: str) -> list[dict[str, Any]]:
+    """The rows of the peers table for one shape: name, kind and settings."""
+    cpu = device == "cpu"
+    int8 = "int8" if cpu else "int8_float16"
+    ours_ct2 = {"kind": "ours", "engine": "ct2", "compute": int8, "inter_threads": 1}
+    ours_ct2["intra_threads"] = 0
+    ours_tf = {"kind": "ours", "engine": "transformers"}
+    rows = [
+        {"name": "transformers generate()", "kind": "generate", "terms": "off"},
+        {"name": "ctranslate2 translate_batch", "kind": "ct2-bare", "terms": "off"},
+        {"name": "ours transformers", **ours_tf, "terms": "off", "shortlist": 0},
+        {"name": "ours transformers", **ours_tf, "terms": "off", "shortlist": 16000},
+        {"name": "ours transformers", **ours_tf, "terms": "hard", "shortlist": 16000},
+        {"name": f"ours ct2 {int8}", **ours_ct2, "terms": "off", "shortlist": 0},
+        {"name": f"ours ct2 {int8}", **ours_ct2, "terms": "hard", "shortlist": 0},
+    ]
+    sizes = SHORTLIST_SIZES if shape == "opus-mt" else (8000, 16000)
+    rows += [
+        {"name": f"ours ct2 {int8}", **ours_ct2, "terms": "off", "shortlist": size}
+        for size in sizes
+    ]
+    rows.append({"name": f"ours ct2 {int8}", **ours_ct2, "terms": "hard", "shortlist": 16000})
+    if cpu:
+        two = {**ours_ct2, "inter_threads": 2, "intra_threads": 1}
+        rows.append({"name": f"ours ct2 {int8} 2x1", **two, "terms": "hard", "shortlist": 16000})
+    rows.append(
+        {"name": f"whole run ct2 {int8}", **ours_ct2, "kind": "run", "terms": "hard"}
+        | {"shortlist": 16000}
+    )
+    if cpu:
+        rows.append(
+            {"name": f"whole run ct2 {int8} 2x1", **two, "kind": "run", "terms": "hard"}
+            | {"shortlist": 16000}
+        )
+    return rows
+
+
+def run_peers(args: argparse.Namespace, work: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Every row of ``peer_rows`` in its own process, per shape; ratios against generate()."""
+    report: dict[str, Any] = {"machine": info, "mode": "peers", "shapes": {}}
+    report["load_average_start"] = load_average()
+    for shape in args.shapes.split(","):
+        family = FAMILY[shape]
+        folder = str(work / f"{shape}-{family}")
+        docs = args.docs or PEER_DOCS[shape]
+        print(f"\n== {shape} ({family}) on documents {docs}", flush=True)
+        child("build", {"shape": shape, "family": family, "folder": folder}, work)
+        int8 = "int8" if args.device == "cpu" else "int8_float16"
+        spec = {"folder": folder, "device": args.device, "compute": int8}
+        converted = child("convert", spec, work)
+        common = {
+            "device": args.device,
+            "docs": docs,
+            "family": family,
+            "folder": folder,
+            "converted": converted["converted"],
+            "work": str(work),
+            "length_ratio": 0.0,
+            "length_extra": args.length_extra,
+            "torch_threads": args.threads,
+            "wait_load": args.wait_load,
+            "wait_max": args.wait_max,
+            "repeat": args.repeat if shape in args.repeat_shapes.split(",") else 1,
+        }
+        rows = []
+        for row in peer_rows(shape, args.device):
+            if args.skip_rows and any(word in row["name"] for word in args.skip_rows.split(",")):
+                continue
+            label = f"{row['name']} terms {row['terms']} shortlist {row.get('shortlist', '-')}"
+            print(f"   {label} ...", flush=True)
+            result = child("peer", {**common, **row}, work)
+            rows.append({**row, **result})
+            print(
+                f"      {result['seconds']:.1f} s, {result['tokens_per_s']:.1f} tok/s, "
+                f"peak {result['peak_rss_mib']:.0f} MiB, load {result['load_average'][0]}"
+            )
+        report["shapes"][shape] = summarise_peers(rows)
+        print(markdown_peers(shape, report["shapes"][shape]))
+    report["load_average_end"] = load_average()
+    return report
+
+
+def summarise_peers(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ratios against plain generate(), agreement with and without the shortlist, targets."""
+    base = next(r for r in rows if r["kind"] == "generate")
+    for row in rows:
+        row["vs_generate"] = round(row["tokens_per_s"] / base["tokens_per_s"], 2)
+        row["seconds_per_token"] = row["seconds"] / max(1, row["generated_tokens"])
+
+    def find(name_start: str, terms: str, size: int | None) -> dict[str, Any] | None:
+        for row in rows:
+            same = row["name"] == name_start and row["terms"] == terms
+            if same and (size is None or (row.get("shortlist") or 0) == size):
+                return row
+        return None
+
+    targets: dict[str, Any] = {}
+    whole = [r for r in rows if r["kind"] == "run"]
+    if whole:
+        best = max(whole, key=lambda r: r["vs_generate"])
+        targets["whole run ct2 vs generate()"] = {
+            "value": best["vs_generate"],
+            "row": best["name"],
+            "target": f">= {TARGET_RUN_VS_GENERATE}",
+            "met": best["vs_generate"] >= TARGET_RUN_VS_GENERATE,
+        }
+    tf = find("ours transformers", "off", 16000)
+    if tf:
+        targets["transformers backend + shortlist vs generate()"] = {
+            "value": tf["vs_generate"],
+            "target": f">= {TARGET_TRANSFORMERS_VS_GENERATE}",
+            "met": tf["vs_generate"] >= TARGET_TRANSFORMERS_VS_GENERATE,
+        }
+    for name in sorted({r["name"] for r in rows if r["kind"] == "ours"}):
+        for size in sorted({r.get("shortlist") or 0 for r in rows if r["name"] == name}):
+            off, hard = find(name, "off", size), find(name, "hard", size)
+            if off and hard:
+                per_token = hard["seconds_per_token"] / off["seconds_per_token"]
+                targets[f"hard/off per token, {name}, shortlist {size}"] = {
+                    "value": round(per_token, 3),
+                    "seconds_ratio": round(hard["seconds"] / off["seconds"], 3),
+                    "target": f"<= {TARGET_HARD_PER_TOKEN}",
+                    "met": per_token <= TARGET_HARD_PER_TOKEN,
+                }
+    agreement = {}
+    for name in sorted({r["name"] for r in rows if r["kind"] == "ours"}):
+        plain = find(name, "off", 0)
+        if plain and plain["outputs"]:
+            for row in rows:
+                if row["name"] == name and row["terms"] == "off" and row.get("shortlist"):
+                    pairs = list(zip(plain["outputs"], row["outputs"]))
+                    same = sum(a == b for a, b in pairs) / len(pairs)
+                    agreement[f"{name}, shortlist {row['shortlist']}"] = round(same, 4)
+    for row in rows:
+        row.pop("outputs", None)
+    return {
+        "rows": rows,
+        "targets": targets,
+        "identical_with_and_without_shortlist_random_weights": agreement,
+    }
+
+
+def markdown_peers(shape: str, summary: dict[str, Any]) -> str:
+    """The README's table for one shape."""
+    lines = [
+        f"\n{shape}: {summary['rows'][0]['sentences']} sentences, beam 4, "
+        f"every sentence 32 tokens\n",
+        "| system | terms | shortlist | seconds | tokens/s | vs `generate()` | peak RSS | load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in summary["rows"]:
+        size = row.get("shortlist")
+        shown = "-" if size is None else (f"{size:,}" if size else "off")
+        lines.append(
+            f"| {row['name']} | {row['terms']} | {shown} | {row['seconds']:.1f} | "
+            f"{row['tokens_per_s']:.1f} | {row['vs_generate']:.2f}x | "
+            f"{row['peak_rss_mib']:.0f} MiB | {row['load_average'][0][0]:.1f} |"
+        )
+    lines.append("")
+    for name, target in summary["targets"].items():
+        verdict = "met" if target["met"] else "NOT met"
+        lines.append(f"- {name}: {target['value']} (want {target['target']}): {verdict}")
+    for name, share in summary["identical_with_and_without_shortlist_random_weights"].items():
+        lines.append(f"- identical to no shortlist, {name}: {share:.1%} (random weights)")
+    return "\n".join(lines)
+
+
 WORKERS = {
+    "peer": worker_peer,
     "build": worker_build,
     "calibrate": worker_calibrate,
     "convert": worker_convert,
@@ -403,6 +755,13 @@ def main() -> None:
     parser.add_argument(
         "--repeat-shapes", default="opus-mt", help="shapes timed --repeat times (others once)"
     )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="issue 19: plain generate() and bare translate_batch beside our configurations",
+    )
+    parser.add_argument("--docs", default=None, help="--peers: documents to translate")
+    parser.add_argument("--skip-rows", default="", help="--peers: skip rows naming these")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -421,6 +780,13 @@ def main() -> None:
     print(f"machine: {info['cpu']} ({info['cpu_cores']} cores, {info['memory_gib']} GiB)", end="")
     print(f", device {args.device}{' ' + str(info.get('gpu')) if info.get('gpu') else ''}")
     print(f"versions: {info['versions']}")
+    if args.peers:
+        report = run_peers(args, work, info)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+            print(f"\nwrote {args.json}")
+        return
     common = {
         "device": args.device,
         "sentences": args.sentences,

@@ -103,6 +103,14 @@ def segment(path: Path, lang: str | None) -> None:
 @click.option("--terms", type=click.Choice(["hard", "off"]), help="Glossary constraints (hard).")
 @click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (4); 1 is greedy.")
 @click.option("--max-batch-tokens", type=click.IntRange(min=1), help="Padded tokens per batch.")
+@click.option(
+    "--shortlist",
+    type=click.IntRange(min=0),
+    help="Target pieces kept by score, plus glossary and copied pieces (16000); 0: off.",
+)
+@click.option(
+    "--no-shortlist", is_flag=True, default=False, help="Decode over the whole vocabulary."
+)
 @click.option("--device", help="cpu, cuda, cuda:N or auto (auto).")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), help="(float32)")
 @click.option(
@@ -186,6 +194,8 @@ def run(
         raise click.UsageError(
             "--address, --actors, --gpus-per-actor and --input need --engine ray"
         )
+    if options.pop("no_shortlist"):
+        options["shortlist"] = 0
     settings = load_run_config(config_path)
     settings.update({key: value for key, value in options.items() if value is not None})
     backend = settings.get("backend", "transformers")
@@ -196,7 +206,7 @@ def run(
     decoding = DecodingOptions(
         **{
             key: settings[key]
-            for key in ("beam_size", "terms", "max_batch_tokens")
+            for key in ("beam_size", "terms", "max_batch_tokens", "shortlist")
             if key in settings
         }
     )

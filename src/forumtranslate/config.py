@@ -24,6 +24,7 @@ RUN_KEYS = {
     "beam_size": int,
     "terms": str,
     "max_batch_tokens": int,
+    "shortlist": int,
     "data": str,
     "glossary": str,
     "out": str,

@@ -10,6 +10,12 @@ folder that is renamed into place, so an interrupted conversion leaves nothing h
 Tokenisation stays with the model's own Hugging Face tokenizer, so both backends see the
 same tokens. The default compute type is ``int8`` on CPU and ``float16`` on GPU.
 
+The shortlist. With ``DecodingOptions.shortlist`` (on by default) the model decodes over
+``shortlist.build_shortlist``'s target pieces: they are written as a ``vmap.txt`` in a
+folder beside the converted model, keyed by the list's hash (links to the converted files,
+so the model is converted once), and decoded with ``use_vmap=True``. The transformers
+backend slices its output projection to the same list.
+
 Hard glossary constraints. CTranslate2 has no lexical constraints (OpenNMT/CTranslate2 #739,
 #1893); it returns attention vectors and can continue a target prefix. The method, per
 sentence with glossary terms:
@@ -84,6 +90,7 @@ from forumtranslate.models import (
     resolve_model,
 )
 from forumtranslate.records import TermMatch
+from forumtranslate.shortlist import VMAP_FILE, Shortlist, build_shortlist
 from forumtranslate.translate import (
     DecodingOptions,
     Translation,
@@ -257,6 +264,7 @@ class CT2Model:
     suppressed: tuple[tuple[str, ...], ...] = ()  # never generated (NLLB's padding)
     threads: dict[str, int] = field(default_factory=dict)
     weights: dict[str, str] | None = None  # {"ref", "revision"} of weights not from `revision`
+    shortlist: Shortlist | None = None  # decoded with its vmap.txt when set
 
 
 def load_ct2_model(
@@ -268,8 +276,13 @@ def load_ct2_model(
     inter_threads: int = 1,
     intra_threads: int = 0,
     cache_dir: Path | None = None,
+    shortlist: int | Shortlist = 0,
+    forms: Sequence[str] = (),
 ) -> CT2Model:
-    """Resolve, convert (once) and load a model; ``intra_threads`` 0 is CTranslate2's default."""
+    """Resolve, convert (once) and load a model; ``intra_threads`` 0 is CTranslate2's default.
+
+    ``shortlist``: a size (0: none) for ``shortlist.build_shortlist`` with the glossary's
+    ``forms``, or a ready list; it is written as the model's ``vmap.txt``."""
     try:
         import ctranslate2
     except ImportError:
@@ -319,8 +332,14 @@ def load_ct2_model(
         prefix = (NLLB_TARGET_LANG,)
         suppressed = ((tokenizer.pad_token,),)
     converted = convert_model(folder, name, source.label, quantization, cache_dir)
+    chosen: Shortlist | None = None
+    if isinstance(shortlist, Shortlist):
+        chosen = shortlist
+    elif shortlist:
+        chosen = build_shortlist(tokenizer, folder, shortlist, forms)
+    loaded_from = converted if chosen is None else with_vmap(converted, chosen)
     translator = ctranslate2.Translator(
-        str(converted),
+        str(loaded_from),
         device=ct2_device,
         device_index=index,
         compute_type=quantization,
@@ -346,11 +365,35 @@ def load_ct2_model(
         suppressed=suppressed,
         threads={"inter": inter_threads, "intra": intra_threads},
         weights=source.weights_record(),
+        shortlist=chosen,
     )
+
+
+def with_vmap(converted: Path, shortlist: Shortlist) -> Path:
+    """The converted model with the shortlist as its ``vmap.txt``: a folder beside it, keyed
+    by the list's hash, of links to the model's files (so the model is converted once)."""
+    target = converted.parent / f"{converted.name}--vmap-{shortlist.sha256[:16]}"
+    if (target / VMAP_FILE).is_file():
+        return target
+    tmp = Path(tempfile.mkdtemp(prefix=".vmap-", dir=converted.parent))
+    try:
+        for item in converted.iterdir():
+            (tmp / item.name).symlink_to(item.resolve())
+        (tmp / VMAP_FILE).write_text(shortlist.vmap_text(), encoding="utf-8")
+        try:
+            tmp.rename(target)
+        except OSError:  # another process wrote the same list first
+            if not (target / VMAP_FILE).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def from_run_config(config: Any) -> CT2Translator:
     """The ``ct2`` entry of ``run.BACKENDS``: load the model a ``RunConfig`` names."""
+    from forumtranslate.run import shortlist_forms
+
     if config.dtype != "float32":
         raise ForumTranslateError(
             "--dtype is for the transformers backend; with ct2 use --compute-type"
@@ -362,6 +405,8 @@ def from_run_config(config: Any) -> CT2Translator:
         compute_type=config.compute_type,
         inter_threads=config.inter_threads,
         intra_threads=config.intra_threads,
+        shortlist=config.decoding.shortlist,
+        forms=shortlist_forms(config),
     )
     return CT2Translator(model, config.decoding)
 
@@ -547,6 +592,7 @@ class CT2Translator(Translator):
                 min_decoding_length=length if self.options.exact_length else 1,
                 suppress_sequences=[list(s) for s in model.suppressed] or None,
                 return_attention=attention,
+                use_vmap=model.shortlist is not None,
             )
             calls.append((members, results))
         out: list[tuple[list[str], list[list[float]] | None]] = [([], None)] * len(pieces)
@@ -738,6 +784,7 @@ class CT2Translator(Translator):
             "compute_type": self.model.compute_type,
             "decoding": asdict(self.options),
             "max_input_tokens": self.max_input_tokens,
+            "shortlist": self.model.shortlist.signature() if self.model.shortlist else None,
             "versions": _versions(),
         }
         if self.model.weights is not None:  # weights from another commit than `revision`

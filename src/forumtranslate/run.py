@@ -225,7 +225,16 @@ def load_transformers(config: RunConfig) -> Translator:
     loaded = load_model(
         config.model, revision=config.revision, device=config.device, dtype=config.dtype
     )
-    return TransformersTranslator(loaded, config.decoding)
+    return TransformersTranslator(loaded, config.decoding, shortlist_forms(config))
+
+
+def shortlist_forms(config: RunConfig) -> list[str]:
+    """The glossary's English forms, which every backend's shortlist keeps."""
+    from forumtranslate.shortlist import glossary_forms
+
+    if not config.decoding.shortlist:
+        return []
+    return glossary_forms(load_glossary(config.glossary_path))
 
 
 # Backend name -> "module:function" taking a RunConfig; imported only when chosen.

@@ -5,6 +5,11 @@ batch of source sentences, each with the glossary terms found in it, into Englis
 ``transformers`` backend decodes with ``constrain.constrained_beam_search`` over the
 model's own decoder, so the same loop serves ``--terms hard`` and ``--terms off``.
 
+With a shortlist (``shortlist``, on by default) each batch decodes over the list's pieces
+for its source, every piece its constraints can force and the special tokens: the output
+projection is sliced to them and the search works on positions in that list, mapped back
+to vocabulary ids at the end.
+
 Around the model: sentences are batched by a token budget over length-sorted input and put
 back in order, and a sentence longer than the encoder accepts is cut at clause boundaries,
 translated piece by piece and rejoined — never truncated.
@@ -24,6 +29,7 @@ from forumtranslate.errors import ForumTranslateError
 from forumtranslate.glossary import TermMatcher, check_terms, contains_form
 from forumtranslate.models import LoadedModel
 from forumtranslate.records import TermMatch
+from forumtranslate.shortlist import DEFAULT_SIZE, Shortlist, build_shortlist
 from forumtranslate.wordpieces import PieceText, decode_bytes
 
 TERM_MODES = ("hard", "off")
@@ -44,12 +50,15 @@ class DecodingOptions:
     length_penalty: float = 1.0
     max_input_tokens: int | None = None  # default: what the model accepts
     exact_length: bool = False  # benchmarks only: every sentence runs to its length limit
+    shortlist: int = DEFAULT_SIZE  # target pieces kept by score (``shortlist``); 0: off
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
             raise ForumTranslateError(f"beam size must be at least 1, got {self.beam_size}")
         if self.terms not in TERM_MODES:
             raise ForumTranslateError(f"--terms must be one of {', '.join(TERM_MODES)}")
+        if self.shortlist < 0:
+            raise ForumTranslateError(f"--shortlist must be 0 (off) or more, not {self.shortlist}")
 
 
 @dataclass(frozen=True)
@@ -267,7 +276,15 @@ class TransformersTranslator(Translator):
     with the constraints, which are tracked by the decoded text.
     """
 
-    def __init__(self, loaded: LoadedModel, options: DecodingOptions | None = None):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        options: DecodingOptions | None = None,
+        forms: Sequence[str] = (),
+        shortlist: Shortlist | None = None,
+    ):
+        """``forms``: the glossary's English forms, always in the shortlist; ``shortlist``:
+        a ready-made list (benchmarks), else one is built when ``options.shortlist``."""
         self.loaded = loaded
         self.options = options or DecodingOptions()
         self.max_input_tokens = self.options.max_input_tokens or loaded.max_input_tokens
@@ -275,6 +292,13 @@ class TransformersTranslator(Translator):
         self.pieces = PieceText.from_tokenizer(loaded.tokenizer, loaded.model.config.vocab_size)
         self._word_continuation = self._glue_tokens()
         self._filler = self._find_filler()
+        if shortlist is None and self.options.shortlist:
+            shortlist = build_shortlist(
+                loaded.tokenizer, loaded.folder, self.options.shortlist, forms
+            )
+        self.shortlist = shortlist
+        self._piece_ids: dict[str, int | None] = {}
+        self.vocabulary_size: int | None = None  # the last batch's, with a shortlist
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -448,7 +472,7 @@ class TransformersTranslator(Translator):
                     for m in spellable
                 ]
             )
-            judges.append(TextJudge(TermMatcher(spellable), self.pieces))
+            judges.append(TermMatcher(spellable))
             blocked.append(
                 [
                     self.target_ids(v)
@@ -458,6 +482,37 @@ class TransformersTranslator(Translator):
                     if self.target_ids(v)
                 ]
             )
+        config = model.config
+        special = {
+            "eos": config.eos_token_id,
+            "start": config.decoder_start_token_id,
+            "pad": config.pad_token_id,
+            "first": loaded.forced_first_id,
+            "filler": self._filler,
+        }
+        vocab = self._batch_vocabulary(encoded["input_ids"], constraints, special)
+        pieces, glue = self.pieces, self._word_continuation
+        if vocab is not None:
+            local = {g: i for i, g in enumerate(vocab.tolist())}
+            constraints = [
+                [
+                    Constraint(tuple(tuple(local[t] for t in a) for a in c.alternatives), c.label)
+                    for c in cs
+                ]
+                for cs in constraints
+            ]
+            blocked = [
+                [tuple(local[t] for t in seq) for seq in seqs if all(t in local for t in seq)]
+                for seqs in blocked
+            ]
+            chosen = vocab.tolist()
+            pieces = PieceText(
+                tuple(self.pieces.pieces[g] for g in chosen),
+                tuple(self.pieces.glue[g] for g in chosen),
+            )
+            glue = glue[vocab]
+            special = {k: (None if v is None else local[v]) for k, v in special.items()}
+        judges = [TextJudge(matcher, pieces) for matcher in judges]
         first = 1 if loaded.forced_first_id is not None else 0
         max_new = [  # never past the decoder's position embeddings
             min(
@@ -470,19 +525,18 @@ class TransformersTranslator(Translator):
             )
             for n, cs in zip(source_lengths, constraints)
         ]
-        config = model.config
         search = SearchOptions(
             beam_size=options.beam_size,
-            eos_id=config.eos_token_id,
-            start_id=config.decoder_start_token_id,
-            forced_first_id=loaded.forced_first_id,
-            banned_ids=(config.pad_token_id,),
+            eos_id=special["eos"],
+            start_id=special["start"],
+            forced_first_id=special["first"],
+            banned_ids=(special["pad"],),
             length_penalty=options.length_penalty,
             eos_at_limit=getattr(model.generation_config, "forced_eos_token_id", None) is not None,
             exact_length=options.exact_length,
         )
         with torch.inference_mode():
-            stepper = DecoderStepper(model, encoded, options.beam_size, loaded.device)
+            stepper = DecoderStepper(model, encoded, options.beam_size, loaded.device, vocab)
             results = constrained_beam_search(
                 stepper.step,
                 stepper.reorder,
@@ -490,11 +544,40 @@ class TransformersTranslator(Translator):
                 constraints,
                 max_new,
                 blocked=blocked if hard else None,
-                word_continuation=self._word_continuation,
+                word_continuation=glue,
                 judges=judges if hard else None,
-                filler=self._filler,
+                filler=special["filler"],
             )
+        if vocab is not None:
+            chosen = vocab.tolist()
+            results = [[chosen[t] for t in ids] for ids in results]
         return results
+
+    def _batch_vocabulary(
+        self, input_ids: Any, constraints: Sequence[Sequence[Constraint]], special: dict
+    ) -> Any:
+        """The global ids the batch decodes over (sorted), or None without a shortlist:
+        the shortlist for these source pieces, the special tokens and every piece the
+        batch's constraints can force (so a constraint never needs a dropped piece)."""
+        import torch
+
+        if self.shortlist is None:
+            return None
+        tokenizer = self.loaded.tokenizer
+        sources = tokenizer.convert_ids_to_tokens(sorted(set(input_ids.flatten().tolist())))
+        ids = {self._piece_id(p) for p in self.shortlist.candidates(sources)}
+        ids.discard(None)
+        ids.update(v for v in special.values() if v is not None)
+        ids.update(t for cs in constraints for c in cs for alt in c.alternatives for t in alt)
+        self.vocabulary_size = len(ids)
+        return torch.tensor(sorted(ids), dtype=torch.long)
+
+    def _piece_id(self, piece: str) -> int | None:
+        if piece not in self._piece_ids:
+            i = self.loaded.tokenizer.convert_tokens_to_ids(piece)
+            ok = isinstance(i, int) and 0 <= i < len(self.pieces.pieces)
+            self._piece_ids[piece] = i if ok else None
+        return self._piece_ids[piece]
 
     def signature(self) -> dict[str, Any]:
         import torch
@@ -509,6 +592,7 @@ class TransformersTranslator(Translator):
             "dtype": self.loaded.dtype,
             "decoding": asdict(self.options),
             "max_input_tokens": self.max_input_tokens,
+            "shortlist": self.shortlist.signature() if self.shortlist else None,
             "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
         }
         if self.loaded.weights is not None:  # weights from another commit than `revision`
@@ -523,7 +607,9 @@ class DecoderStepper:
     the rows of sentences that have finished, so they cost nothing afterwards.
     """
 
-    def __init__(self, model: Any, encoded: Any, beam_size: int, device: str):
+    def __init__(self, model: Any, encoded: Any, beam_size: int, device: str, vocab: Any = None):
+        """``vocab``: the global ids of a shortlist; the output projection is sliced to
+        them and the step's ids are positions in it."""
         from transformers import DynamicCache, EncoderDecoderCache
 
         self.model = model
@@ -534,10 +620,27 @@ class DecoderStepper:
         self.mask = mask.repeat_interleave(beam_size, dim=0)
         self.cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         self.device = device
+        self.vocab = None if vocab is None else vocab.to(device)
+        if self.vocab is not None:
+            self.weight = model.get_output_embeddings().weight.index_select(0, self.vocab)
+            bias = getattr(model, "final_logits_bias", None)
+            self.bias = None if bias is None else bias[0].index_select(0, self.vocab)
 
     def step(self, last_tokens: Any) -> Any:
         import torch
 
+        if self.vocab is not None:
+            out = self.model.get_decoder()(
+                input_ids=self.vocab[last_tokens.to(self.device)][:, None],
+                encoder_hidden_states=self.hidden,
+                encoder_attention_mask=self.mask,
+                cache=self.cache,
+                use_cache=True,
+            )
+            self.cache = out.cache
+            hidden = out.last_hidden_state[:, -1, :]
+            logits = torch.nn.functional.linear(hidden, self.weight, self.bias)
+            return torch.log_softmax(logits.float(), dim=-1).cpu()
         out = self.model(
             encoder_outputs=(self.hidden,),
             attention_mask=self.mask,
