@@ -20,8 +20,16 @@ DEFAULT_MODEL = "Helsinki-NLP/opus-mt-ja-en"
 NLLB_SOURCE_LANG = "jpn_Jpan"
 NLLB_TARGET_LANG = "eng_Latn"
 SUPPORTED_TYPES = {"marian": "marian", "m2m_100": "nllb"}
+# Decoder-only models transformers loads natively (AutoModelForCausalLM): model_type -> family.
+CAUSAL_TYPES = {
+    "qwen3": "qwen3",
+    "qwen2": "qwen2",
+    "gemma3_text": "gemma3",
+    "llama": "llama",
+    "mistral": "mistral",
+}
 # What a translation model needs; never pickled weights (*.bin), never Python files.
-FETCH_PATTERNS = ["*.json", "*.safetensors", "*.spm", "*.model", "*.txt"]
+FETCH_PATTERNS = ["*.json", "*.safetensors", "*.spm", "*.model", "*.txt", "*.jinja"]
 
 
 @dataclass
@@ -30,13 +38,18 @@ class LoadedModel:
 
     name: str
     revision: str
-    family: str  # "marian" | "nllb"
+    family: str  # "marian" | "nllb", or a decoder-only family of CAUSAL_TYPES
     folder: Path
     model: Any
     tokenizer: Any
     device: str
     dtype: str
     forced_first_id: int | None  # NLLB's target-language token, else None
+
+    @property
+    def causal(self) -> bool:
+        """A decoder-only model: the translation follows a prompt (``causal.py``)."""
+        return self.family in CAUSAL_TYPES.values()
 
     @property
     def max_input_tokens(self) -> int:
@@ -109,7 +122,13 @@ def _check_model_folder(folder: Path, name: str | None = None) -> None:
         raise ModelNotAvailableError("no config.json: not a transformers model folder", label)
     has_tokenizer = any(
         (folder / f).is_file()
-        for f in ("tokenizer.json", "source.spm", "sentencepiece.bpe.model", "spiece.model")
+        for f in (
+            "tokenizer.json",
+            "tokenizer.model",
+            "source.spm",
+            "sentencepiece.bpe.model",
+            "spiece.model",
+        )
     )
     if not has_tokenizer:
         raise ModelNotAvailableError(
@@ -129,7 +148,7 @@ def _check_model_folder(folder: Path, name: str | None = None) -> None:
 def _folder_hash(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix in {".json", ".safetensors", ".spm", ".model"}:
+        if path.is_file() and path.suffix in {".json", ".safetensors", ".spm", ".model", ".jinja"}:
             digest.update(path.name.encode())
             with path.open("rb") as handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
@@ -162,7 +181,12 @@ def load_model(
 ) -> LoadedModel:
     """Load tokenizer and model for decoding; safetensors only, no remote code."""
     import torch
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+    )
     from transformers.utils import logging as hf_logging
 
     folder, resolved_revision = resolve_model_folder(name, revision)
@@ -170,12 +194,14 @@ def load_model(
         config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     except Exception as err:  # a broken config.json: transformers raises OSError or ValueError
         raise ModelNotAvailableError(f"cannot read config.json: {_first_line(err)}", name) from None
-    family = SUPPORTED_TYPES.get(config.model_type)
+    family = SUPPORTED_TYPES.get(config.model_type) or CAUSAL_TYPES.get(config.model_type)
     if family is None:
         raise ModelNotAvailableError(
-            f"model type {config.model_type!r} is not supported (MarianMT or NLLB/M2M-100)",
+            f"model type {config.model_type!r} is not supported (MarianMT or NLLB/M2M-100; "
+            f"decoder-only: {', '.join(sorted(CAUSAL_TYPES))})",
             name,
         )
+    auto_class = AutoModelForCausalLM if family in CAUSAL_TYPES.values() else AutoModelForSeq2SeqLM
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     if dtype not in torch_dtype:
         raise ModelNotAvailableError(f"unknown dtype {dtype!r}; use one of {sorted(torch_dtype)}")
@@ -186,7 +212,7 @@ def load_model(
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-        model = AutoModelForSeq2SeqLM.from_pretrained(
+        model = auto_class.from_pretrained(
             folder, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype[dtype]
         )
     except Exception as err:  # a broken tokenizer or weights file; the kinds vary by library

@@ -197,6 +197,10 @@ def load_transformers(config: RunConfig) -> Translator:
     loaded = load_model(
         config.model, revision=config.revision, device=config.device, dtype=config.dtype
     )
+    if loaded.causal:  # a decoder-only model: the same core after a prompt
+        from forumtranslate.causal import CausalTranslator
+
+        return CausalTranslator(loaded, config.decoding)
     return TransformersTranslator(loaded, config.decoding)
 
 

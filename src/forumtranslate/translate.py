@@ -251,6 +251,11 @@ class TransformersTranslator(Translator):
         encoded = self.loaded.tokenizer(list(sources), add_special_tokens=True)["input_ids"]
         return [len(ids) for ids in encoded]
 
+    def sentence_tokens(self, sources: Sequence[str]) -> list[int]:
+        """Tokens of the sentences themselves, from which the length limits are set (a
+        backend that adds a prompt counts it for batching, not here)."""
+        return self.count_tokens(sources)
+
     def _count_one(self, text: str) -> int:
         return self.count_tokens([text])[0]
 
@@ -323,12 +328,11 @@ class TransformersTranslator(Translator):
     ) -> list[Translation]:
         """Plain beam search for all; then, with hard terms, constrained search for the
         sentences whose plain translation misses a term or writes an avoided rendering."""
-        tokenizer = self.loaded.tokenizer
-        plain_ids = self._search(texts, [[] for _ in texts], hard=False)
+        plain_ids = self._search(texts, terms, hard=False)
         out = []
         redo = []
         for i, (ids, found) in enumerate(zip(plain_ids, terms)):
-            text = tokenizer.decode(ids, skip_special_tokens=True)
+            text = self._text(ids)
             matcher = TermMatcher(found)
             if self.options.terms == "hard" and (
                 not all(matcher.found(text)) or matcher.avoided(text)
@@ -338,8 +342,12 @@ class TransformersTranslator(Translator):
         if redo:
             forced = self._search([texts[i] for i in redo], [terms[i] for i in redo], hard=True)
             for i, ids in zip(redo, forced):
-                out[i] = self._checked(tokenizer.decode(ids, skip_special_tokens=True), terms[i])
+                out[i] = self._checked(self._text(ids), terms[i])
         return out
+
+    def _text(self, ids: Sequence[int]) -> str:
+        """The translation that decoded token ids spell."""
+        return self.loaded.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _checked(self, text: str, found: Sequence[TermMatch]) -> Translation:
         """The constrained search's text; should it miss a term (a form the vocabulary
@@ -357,12 +365,12 @@ class TransformersTranslator(Translator):
     def _search(
         self, texts: list[str], terms: Sequence[Sequence[TermMatch]], hard: bool
     ) -> list[list[int]]:
+        """One batched search; ``terms`` are the sentences' terms (constraints only if
+        ``hard``; a backend whose prompt shows the glossary reads them either way)."""
         import torch
 
         loaded, options = self.loaded, self.options
-        tokenizer, model = loaded.tokenizer, loaded.model
-        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=True)
-        source_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+        source_lengths = self.sentence_tokens(texts)
         constraints = []
         judges = []
         blocked = []
@@ -396,19 +404,9 @@ class TransformersTranslator(Translator):
             + (1 if cs else 0)
             for n, cs in zip(source_lengths, constraints)
         ]
-        config = model.config
-        search = SearchOptions(
-            beam_size=options.beam_size,
-            eos_id=config.eos_token_id,
-            start_id=config.decoder_start_token_id,
-            forced_first_id=loaded.forced_first_id,
-            banned_ids=(config.pad_token_id,),
-            length_penalty=options.length_penalty,
-            eos_at_limit=getattr(model.generation_config, "forced_eos_token_id", None) is not None,
-            exact_length=options.exact_length,
-        )
+        search = self._search_options()
         with torch.inference_mode():
-            stepper = DecoderStepper(model, encoded, options.beam_size, loaded.device)
+            stepper = self._stepper(texts, terms, max_new)
             results = constrained_beam_search(
                 stepper.step,
                 stepper.reorder,
@@ -421,6 +419,32 @@ class TransformersTranslator(Translator):
                 filler=self._filler,
             )
         return results
+
+    def _stepper(
+        self, texts: list[str], terms: Sequence[Sequence[TermMatch]], max_new: Sequence[int]
+    ) -> Any:
+        """What runs the model for one search: ``step`` and ``reorder`` (see ``constrain``)."""
+        encoded = self.loaded.tokenizer(
+            texts, return_tensors="pt", padding=True, add_special_tokens=True
+        )
+        return DecoderStepper(
+            self.loaded.model, encoded, self.options.beam_size, self.loaded.device
+        )
+
+    def _search_options(self) -> SearchOptions:
+        loaded, options = self.loaded, self.options
+        model = loaded.model
+        config = model.config
+        return SearchOptions(
+            beam_size=options.beam_size,
+            eos_id=config.eos_token_id,
+            start_id=config.decoder_start_token_id,
+            forced_first_id=loaded.forced_first_id,
+            banned_ids=(config.pad_token_id,),
+            length_penalty=options.length_penalty,
+            eos_at_limit=getattr(model.generation_config, "forced_eos_token_id", None) is not None,
+            exact_length=options.exact_length,
+        )
 
     def signature(self) -> dict[str, Any]:
         import torch
