@@ -141,6 +141,27 @@ def stop_ids(loaded: LoadedModel) -> tuple[int, list[int]]:
     return ids[0], ids[1:]
 
 
+def render_prompt(model: str, sentence: str, terms: Sequence[TermMatch] = ()) -> str:
+    """The prompt ``model`` gets for ``sentence``, read from its folder's tokenizer and
+    config alone (no weights loaded): what ``forumtranslate prompt show`` prints."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from forumtranslate.errors import ModelNotAvailableError
+    from forumtranslate.models import CAUSAL_TYPES, resolve_model_folder
+
+    folder, _ = resolve_model_folder(model)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    family = CAUSAL_TYPES.get(config.model_type)
+    if family is None:
+        raise ModelNotAvailableError(
+            f"model type {config.model_type!r} is not a supported decoder-only model "
+            f"({', '.join(sorted(CAUSAL_TYPES))}); only those are given a prompt",
+            model,
+        )
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    return PromptTemplate.for_tokenizer(tokenizer, family).render(tokenizer, sentence, terms)
+
+
 class CausalTranslator(TransformersTranslator):
     """A decoder-only model through ``transformers``: the core's search after a prompt."""
 

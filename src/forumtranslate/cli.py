@@ -300,6 +300,28 @@ def models_fetch(name: str, revision: str | None) -> None:
 
 
 @main.group()
+def prompt() -> None:
+    """The prompts a decoder-only model (Qwen3, Gemma 3, Llama, Mistral) is given."""
+
+
+@prompt.command("show")
+@click.option("--model", required=True, help="A decoder-only model: Hugging Face id or folder.")
+@click.option(
+    "--glossary", "glossary_path", type=click.Path(path_type=Path), default="glossary/terms.tsv"
+)
+@click.argument("sentence")
+@user_errors
+def prompt_show(model: str, glossary_path: Path, sentence: str) -> None:
+    """Print the exact prompt SENTENCE is translated with (its glossary lines included)."""
+    from forumtranslate.causal import render_prompt
+    from forumtranslate.glossary import load_glossary
+
+    terms = load_glossary(glossary_path).find_terms(sentence)
+    click.echo(render_prompt(model, sentence, terms), nl=False)
+    click.echo()
+
+
+@main.group()
 def glossary() -> None:
     """Check, export and review changes to the terminology glossary (glossary/terms.tsv)."""
 
