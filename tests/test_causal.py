@@ -8,6 +8,7 @@ with a chat template of its family's layout.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -21,7 +22,7 @@ from forumtranslate.cli import main
 from forumtranslate.errors import ForumTranslateError, ModelNotAvailableError
 from forumtranslate.glossary import load_glossary
 from forumtranslate.models import load_model
-from forumtranslate.run import JOURNAL_FILE, make_translator, run
+from forumtranslate.run import JOURNAL_FILE, make_translator, preceding, prepare_sources, run
 from forumtranslate.tiny import TinyCausalSpec, build_tiny_causal
 from forumtranslate.translate import DecodingOptions
 
@@ -188,7 +189,7 @@ def test_a_chatty_model_yields_only_its_translation(
     script = tokenizer(answer, add_special_tokens=False)["input_ids"]
     vocab = loaded["qwen3"].model.config.vocab_size
 
-    def scripted(texts, terms, max_new):
+    def scripted(texts, terms, max_new, context):
         return ScriptedStepper(script, translator.eos_id, vocab, len(texts))
 
     monkeypatch.setattr(translator, "_stepper", scripted)
@@ -247,3 +248,39 @@ def test_a_causal_run_records_its_prompt_and_resumes_to_the_same_files(
     assert resumed.resumed > 0
     for name in OUTPUTS:
         assert (broken / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_context_shows_the_preceding_sentences_of_the_same_document(
+    causal_models: dict[str, Path], small_corpus: Path, tmp_path: Path, glossary
+) -> None:
+    sources = prepare_sources(small_corpus, glossary)
+    first_of_second = next(
+        i for i, s in enumerate(sources) if s.segment.doc_id != sources[0].segment.doc_id
+    )
+    assert preceding(sources, first_of_second, 2) == []
+    assert preceding(sources, 2, 2) == [sources[0].segment.text, sources[1].segment.text]
+
+    out = tmp_path / "run"
+    config = dataclasses.replace(
+        config_for(causal_models["gemma3"], small_corpus, out, beam_size=1, max_batch_tokens=4000),
+        context_sentences=2,
+    )
+    translator = make_translator(config)
+    prompt = translator.prompt(sources[2].segment.text, (), preceding(sources, 2, 2))
+    assert prompt.index(sources[0].segment.text) < prompt.index(sources[1].segment.text)
+    assert "Preceding text" in prompt
+    shown: list[tuple[str, ...]] = []
+    original = translator.prompt_ids
+
+    def spy(sentence, terms=(), context=()):
+        shown.append(tuple(context))
+        return original(sentence, terms, context)
+
+    translator.prompt_ids = spy
+    run(config, translator=translator)
+    assert (sources[0].segment.text, sources[1].segment.text) in shown
+    settings = json.loads((out / "run.json").read_text())
+    assert settings["translator"]["prompt"]["context_sentences"] == 2
+    for line in (out / "translations.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        assert missing_terms(record["translation"], glossary.find_terms(record["source"])) == []

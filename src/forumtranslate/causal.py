@@ -165,10 +165,17 @@ def render_prompt(model: str, sentence: str, terms: Sequence[TermMatch] = ()) ->
 class CausalTranslator(TransformersTranslator):
     """A decoder-only model through ``transformers``: the core's search after a prompt."""
 
-    def __init__(self, loaded: LoadedModel, options: DecodingOptions | None = None):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        options: DecodingOptions | None = None,
+        context_sentences: int = 0,
+    ):
         if not loaded.causal:
             raise ForumTranslateError(f"{loaded.name!r} is not a decoder-only model")
         self.template = PromptTemplate.for_tokenizer(loaded.tokenizer, loaded.family)
+        # Preceding sentences of the same document shown in the prompt (``--context``).
+        self.context_sentences = context_sentences
         self.eos_id, self.other_stops = stop_ids(loaded)
         self.context_tokens = loaded.max_input_tokens
         super().__init__(loaded, options)
@@ -185,11 +192,15 @@ class CausalTranslator(TransformersTranslator):
 
     # -- the prompt -----------------------------------------------------------------------
 
-    def prompt(self, sentence: str, terms: Sequence[TermMatch] = ()) -> str:
-        return self.template.render(self.loaded.tokenizer, sentence, terms)
+    def prompt(
+        self, sentence: str, terms: Sequence[TermMatch] = (), context: Sequence[str] = ()
+    ) -> str:
+        return self.template.render(self.loaded.tokenizer, sentence, terms, context)
 
-    def prompt_ids(self, sentence: str, terms: Sequence[TermMatch] = ()) -> list[int]:
-        text = self.prompt(sentence, terms)
+    def prompt_ids(
+        self, sentence: str, terms: Sequence[TermMatch] = (), context: Sequence[str] = ()
+    ) -> list[int]:
+        text = self.prompt(sentence, terms, context)
         return self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     # -- what the core asks of a backend --------------------------------------------------
@@ -206,9 +217,16 @@ class CausalTranslator(TransformersTranslator):
         return self.sentence_tokens([text])[0]
 
     def _stepper(
-        self, texts: list[str], terms: Sequence[Sequence[TermMatch]], max_new: Sequence[int]
+        self,
+        texts: list[str],
+        terms: Sequence[Sequence[TermMatch]],
+        max_new: Sequence[int],
+        context: Sequence[Sequence[str]],
     ) -> CausalStepper:
-        prompts = [self.prompt_ids(text, found) for text, found in zip(texts, terms)]
+        prompts = [
+            self.prompt_ids(text, found, before)
+            for text, found, before in zip(texts, terms, context)
+        ]
         for text, ids, new in zip(texts, prompts, max_new):
             if len(ids) + new > self.context_tokens:
                 raise ForumTranslateError(
@@ -251,7 +269,8 @@ class CausalTranslator(TransformersTranslator):
         return clean_translation(self.loaded.tokenizer.decode(ids, skip_special_tokens=True))
 
     def signature(self) -> dict[str, Any]:
-        return {**super().signature(), "kind": "decoder-only", "prompt": self.template.signature()}
+        prompt = {**self.template.signature(), "context_sentences": self.context_sentences}
+        return {**super().signature(), "kind": "decoder-only", "prompt": prompt}
 
 
 class CausalStepper:

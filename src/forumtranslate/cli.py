@@ -112,6 +112,12 @@ def segment(path: Path, lang: str | None) -> None:
 @click.option(
     "--inter-threads", type=click.IntRange(min=1), help="ct2: batch parts decoded in parallel (1)."
 )
+@click.option(
+    "--context",
+    "context_sentences",
+    type=click.IntRange(min=0),
+    help="Decoder-only models: preceding sentences of the document shown in the prompt (0).",
+)
 @click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), help="(data)")
 @click.option(
     "--glossary", "glossary", type=click.Path(path_type=Path), help="(glossary/terms.tsv)"
@@ -205,6 +211,7 @@ def run(config_path: Path, no_score: bool, engine: str, **options: Any) -> None:
         compute_type=settings.get("compute_type", "default"),
         inter_threads=settings.get("inter_threads", 1),
         intra_threads=settings.get("threads", 0),
+        context_sentences=settings.get("context_sentences", 0),
     )
     try:
         if engine == "ray":

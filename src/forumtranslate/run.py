@@ -66,6 +66,8 @@ class RunConfig:
     compute_type: str = "default"
     inter_threads: int = 1
     intra_threads: int = 0
+    # decoder-only models: preceding sentences of the same document shown in the prompt
+    context_sentences: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,17 @@ def prepare_sources(data_dir: Path, glossary: Glossary) -> list[SourceSentence]:
     if not sources:
         raise ForumTranslateError("the corpus has no sentences to translate", data_dir)
     return sources
+
+
+def preceding(sources: Sequence[SourceSentence], index: int, count: int) -> list[str]:
+    """Up to ``count`` sentences of the same document just before sentence ``index``."""
+    doc_id = sources[index].segment.doc_id
+    before = []
+    for i in range(index - 1, max(-1, index - 1 - count), -1):
+        if sources[i].segment.doc_id != doc_id:
+            break
+        before.insert(0, sources[i].segment.text)
+    return before
 
 
 def check_references(data_dir: Path) -> None:
@@ -200,7 +213,9 @@ def load_transformers(config: RunConfig) -> Translator:
     if loaded.causal:  # a decoder-only model: the same core after a prompt
         from forumtranslate.causal import CausalTranslator
 
-        return CausalTranslator(loaded, config.decoding)
+        return CausalTranslator(loaded, config.decoding, config.context_sentences)
+    if config.context_sentences:
+        raise ForumTranslateError("--context is for decoder-only models (Qwen3, Gemma 3, ...)")
     return TransformersTranslator(loaded, config.decoding)
 
 
@@ -255,8 +270,13 @@ def run(
             for number, batch in enumerate(batches):
                 if str(number) in done:
                     continue
+                extra = {}
+                if getattr(translator, "context_sentences", 0):
+                    extra["context"] = [
+                        preceding(sources, i, translator.context_sentences) for i in batch
+                    ]
                 outputs = translator.translate_batch_terms(
-                    [texts[i] for i in batch], [sources[i].terms for i in batch]
+                    [texts[i] for i in batch], [sources[i].terms for i in batch], **extra
                 )
                 done[str(number)] = {
                     "indices": batch,

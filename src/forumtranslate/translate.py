@@ -300,15 +300,24 @@ class TransformersTranslator(Translator):
         return [t.text for t in self.translate_batch_terms(sources, terms)]
 
     def translate_batch_terms(
-        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+        self,
+        sources: Sequence[str],
+        terms: Sequence[Sequence[TermMatch]],
+        context: Sequence[Sequence[str]] | None = None,
     ) -> list[Translation]:
+        """``context``: per source, the preceding sentences of its document, for a backend
+        whose prompt can show them (``causal``); a seq2seq model has no use for it."""
         limit = self.max_input_tokens
         pieces = [
             piece
             for i, (text, found) in enumerate(zip(sources, terms))
             for piece in split_to_fit(text, found, self._count_one, limit, sentence=i)
         ]
-        decoded = self._translate_pieces([p.text for p in pieces], [p.terms for p in pieces])
+        decoded = self._translate_pieces(
+            [p.text for p in pieces],
+            [p.terms for p in pieces],
+            [tuple(context[p.sentence]) if context else () for p in pieces],
+        )
         joined: list[list[str]] = [[] for _ in sources]
         how: list[list[str]] = [[] for _ in sources]
         for piece, result in zip(pieces, decoded):
@@ -324,11 +333,15 @@ class TransformersTranslator(Translator):
         return self._search(texts, terms, hard=self.options.terms == "hard")
 
     def _translate_pieces(
-        self, texts: list[str], terms: Sequence[Sequence[TermMatch]]
+        self,
+        texts: list[str],
+        terms: Sequence[Sequence[TermMatch]],
+        context: Sequence[Sequence[str]] = (),
     ) -> list[Translation]:
         """Plain beam search for all; then, with hard terms, constrained search for the
         sentences whose plain translation misses a term or writes an avoided rendering."""
-        plain_ids = self._search(texts, terms, hard=False)
+        context = context or [() for _ in texts]
+        plain_ids = self._search(texts, terms, hard=False, context=context)
         out = []
         redo = []
         for i, (ids, found) in enumerate(zip(plain_ids, terms)):
@@ -340,7 +353,12 @@ class TransformersTranslator(Translator):
                 redo.append(i)
             out.append(Translation(text, plain_how(text, found)))
         if redo:
-            forced = self._search([texts[i] for i in redo], [terms[i] for i in redo], hard=True)
+            forced = self._search(
+                [texts[i] for i in redo],
+                [terms[i] for i in redo],
+                hard=True,
+                context=[context[i] for i in redo],
+            )
             for i, ids in zip(redo, forced):
                 out[i] = self._checked(self._text(ids), terms[i])
         return out
@@ -363,7 +381,11 @@ class TransformersTranslator(Translator):
         return Translation(text, how)
 
     def _search(
-        self, texts: list[str], terms: Sequence[Sequence[TermMatch]], hard: bool
+        self,
+        texts: list[str],
+        terms: Sequence[Sequence[TermMatch]],
+        hard: bool,
+        context: Sequence[Sequence[str]] = (),
     ) -> list[list[int]]:
         """One batched search; ``terms`` are the sentences' terms (constraints only if
         ``hard``; a backend whose prompt shows the glossary reads them either way)."""
@@ -406,7 +428,7 @@ class TransformersTranslator(Translator):
         ]
         search = self._search_options()
         with torch.inference_mode():
-            stepper = self._stepper(texts, terms, max_new)
+            stepper = self._stepper(texts, terms, max_new, context or [() for _ in texts])
             results = constrained_beam_search(
                 stepper.step,
                 stepper.reorder,
@@ -421,7 +443,11 @@ class TransformersTranslator(Translator):
         return results
 
     def _stepper(
-        self, texts: list[str], terms: Sequence[Sequence[TermMatch]], max_new: Sequence[int]
+        self,
+        texts: list[str],
+        terms: Sequence[Sequence[TermMatch]],
+        max_new: Sequence[int],
+        context: Sequence[Sequence[str]],
     ) -> Any:
         """What runs the model for one search: ``step`` and ``reorder`` (see ``constrain``)."""
         encoded = self.loaded.tokenizer(
