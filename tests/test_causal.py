@@ -201,7 +201,7 @@ def test_a_chatty_model_yields_only_its_translation(
 
 def test_a_prompt_that_does_not_fit_is_an_error_not_a_cut(loaded: dict, glossary) -> None:
     translator = CausalTranslator(loaded["llama"], DecodingOptions(beam_size=1))
-    translator.context_tokens = len(translator.prompt_ids(SENTENCES[0])) + 5
+    translator.prompter.context_tokens = len(translator.prompt_ids(SENTENCES[0])) + 5
     with pytest.raises(ForumTranslateError, match="exceed the model's context"):
         translator.translate_batch_terms(SENTENCES[:1], [glossary.find_terms(SENTENCES[0])])
 
@@ -284,3 +284,78 @@ def test_context_shows_the_preceding_sentences_of_the_same_document(
     for line in (out / "translations.jsonl").read_text().splitlines():
         record = json.loads(line)
         assert missing_terms(record["translation"], glossary.find_terms(record["source"])) == []
+
+
+# --- CTranslate2 ----------------------------------------------------------------------------
+
+CT2_FAMILIES = ["qwen3", "llama"]
+
+
+@pytest.fixture(scope="module")
+def ct2_models(causal_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    pytest.importorskip("ctranslate2")
+    from forumtranslate.ct2 import load_ct2_model
+
+    cache = tmp_path_factory.mktemp("ct2-cache")
+    return {
+        (name, kind): load_ct2_model(
+            str(causal_models[name]), device="cpu", compute_type=kind, cache_dir=cache
+        )
+        for name in CT2_FAMILIES
+        for kind in ("float32", "int8")
+    }
+
+
+@pytest.mark.parametrize("family", CT2_FAMILIES)
+def test_ct2_float32_greedy_equals_transformers_greedy(
+    ct2_models: dict, loaded: dict, glossary, family: str
+) -> None:
+    from forumtranslate.ct2_causal import CT2CausalTranslator
+
+    options = DecodingOptions(beam_size=1, terms="off")
+    terms = [glossary.find_terms(s) for s in SENTENCES]
+    ours = CT2CausalTranslator(ct2_models[family, "float32"], options)
+    theirs = CausalTranslator(loaded[family], options)
+    assert ours.prompter.prompt_ids(SENTENCES[1], terms[1]) == theirs.prompt_ids(
+        SENTENCES[1], terms[1]
+    )
+    # The tokens: CTranslate2's generate_batch after the same prompts, cut to each limit.
+    want_ids = theirs._search(SENTENCES, terms, hard=False)
+    limits = [math.ceil(2.0 * n) + 10 for n in theirs.sentence_tokens(SENTENCES)]
+    pieces = [type("Limit", (), {"limit": n})() for n in limits]
+    prompts = [ours.prompter.prompt_ids(s, t) for s, t in zip(SENTENCES, terms)]
+    tokenizer = loaded[family].tokenizer
+    got_ids = [
+        tokenizer.convert_tokens_to_ids(tokens)[:limit]
+        for tokens, limit in zip(ours._generate_from(prompts, pieces), limits)
+    ]
+    assert got_ids == want_ids
+    assert all(want_ids)
+    # And the texts the run records.
+    got = [t.text for t in ours.translate_batch_terms(SENTENCES, terms)]
+    assert got == [t.text for t in theirs.translate_batch_terms(SENTENCES, terms)]
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+@pytest.mark.parametrize("family", CT2_FAMILIES)
+def test_ct2_int8_every_term_as_whole_words(
+    ct2_models: dict, glossary, family: str, beam: int
+) -> None:
+    from forumtranslate.ct2_causal import CT2CausalTranslator
+
+    translator = CT2CausalTranslator(
+        ct2_models[family, "int8"], DecodingOptions(beam_size=beam, terms="hard")
+    )
+    terms = [glossary.find_terms(s) for s in SENTENCES]
+    for found, result in zip(terms, translator.translate_batch_terms(SENTENCES, terms)):
+        assert missing_terms(result.text, found) == [], result.text
+        assert len(result.how) == len(found)
+    assert translator.signature()["compute_type"] == "int8"
+
+
+def test_ct2_refuses_gemma3_with_a_reason(causal_models: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("ctranslate2")
+    from forumtranslate.ct2 import load_ct2_model
+
+    with pytest.raises(ModelNotAvailableError, match="use --backend transformers"):
+        load_ct2_model(str(causal_models["gemma3"]), device="cpu", cache_dir=tmp_path)

@@ -125,20 +125,73 @@ def clean_translation(text: str) -> str:
     return text
 
 
-def stop_ids(loaded: LoadedModel) -> tuple[int, list[int]]:
-    """The end-of-turn token that ends a translation, and the other stop tokens."""
-    tokenizer = loaded.tokenizer
+def stop_ids(tokenizer: Any, configured: Any) -> tuple[int, list[int]]:
+    """The end-of-turn token that ends a translation, and the other stop tokens (the
+    tokenizer's EOS, ``configured``: the generation config's ``eos_token_id``)."""
     vocab = tokenizer.get_vocab()
     ids: list[int] = [vocab[t] for t in END_OF_TURN if t in vocab]
-    configured = getattr(loaded.model.generation_config, "eos_token_id", None)
     for value in configured if isinstance(configured, list) else [configured]:
         if value is not None and value not in ids:
             ids.append(int(value))
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
         ids.append(tokenizer.eos_token_id)
     if not ids:
-        raise ForumTranslateError(f"model {loaded.name!r} has no end-of-sequence token")
+        raise ForumTranslateError("the model has no end-of-sequence token")
     return ids[0], ids[1:]
+
+
+@dataclass
+class Prompter:
+    """What every decoder-only backend does around its model: build each sentence's
+    prompt, count tokens for batching, and keep prompt + sentence + answer in the context."""
+
+    tokenizer: Any
+    template: PromptTemplate
+    context_tokens: int  # the model's context length
+    eos_id: int
+    other_stops: list[int]
+
+    def prompt(
+        self, sentence: str, terms: Sequence[TermMatch] = (), context: Sequence[str] = ()
+    ) -> str:
+        return self.template.render(self.tokenizer, sentence, terms, context)
+
+    def prompt_ids(
+        self, sentence: str, terms: Sequence[TermMatch] = (), context: Sequence[str] = ()
+    ) -> list[int]:
+        text = self.prompt(sentence, terms, context)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def count_tokens(self, sources: Sequence[str]) -> list[int]:
+        """Prompt and sentence together: what a batch holds (glossary lines left out)."""
+        return [len(self.prompt_ids(text)) for text in sources]
+
+    def sentence_tokens(self, sources: Sequence[str]) -> list[int]:
+        encoded = self.tokenizer(list(sources), add_special_tokens=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    def input_limit(self, options: DecodingOptions) -> int:
+        """The longest sentence, in tokens; longer ones are cut (never truncated) so that
+        the prompt, the sentence and its longest translation fit the context."""
+        base = len(self.prompt_ids(""))
+        room = self.context_tokens - base - options.length_extra
+        if room < 8:
+            raise ForumTranslateError(
+                f"the prompt alone takes {base} of the model's {self.context_tokens} tokens"
+            )
+        return options.max_input_tokens or int(room / (1 + options.length_ratio))
+
+    def check_fits(
+        self, texts: Sequence[str], prompts: Sequence[Sequence[int]], new: Sequence[int]
+    ) -> None:
+        """A prompt (with its glossary lines and context) too long is an error, not a cut."""
+        for text, ids, limit in zip(texts, prompts, new):
+            if len(ids) + limit > self.context_tokens:
+                raise ForumTranslateError(
+                    f"the prompt ({len(ids)} tokens, with its glossary lines) and up to {limit} "
+                    f"new tokens exceed the model's context of {self.context_tokens}: "
+                    f"{text[:60]}…"
+                )
 
 
 def render_prompt(model: str, sentence: str, terms: Sequence[TermMatch] = ()) -> str:
@@ -173,45 +226,37 @@ class CausalTranslator(TransformersTranslator):
     ):
         if not loaded.causal:
             raise ForumTranslateError(f"{loaded.name!r} is not a decoder-only model")
-        self.template = PromptTemplate.for_tokenizer(loaded.tokenizer, loaded.family)
+        template = PromptTemplate.for_tokenizer(loaded.tokenizer, loaded.family)
         # Preceding sentences of the same document shown in the prompt (``--context``).
         self.context_sentences = context_sentences
-        self.eos_id, self.other_stops = stop_ids(loaded)
-        self.context_tokens = loaded.max_input_tokens
+        configured = getattr(loaded.model.generation_config, "eos_token_id", None)
+        self.eos_id, self.other_stops = stop_ids(loaded.tokenizer, configured)
+        self.prompter = Prompter(
+            loaded.tokenizer, template, loaded.max_input_tokens, self.eos_id, self.other_stops
+        )
+        self.template = template
         super().__init__(loaded, options)
-        options = self.options
-        base = len(self.prompt_ids(""))
-        room = self.context_tokens - base - options.length_extra
-        if room < 8:
-            raise ForumTranslateError(
-                f"the prompt alone takes {base} of the model's {self.context_tokens} tokens"
-            )
-        # Sentences longer than this are cut (never truncated) so that the prompt, the
-        # sentence and its longest translation fit the context.
-        self.max_input_tokens = options.max_input_tokens or int(room / (1 + options.length_ratio))
+        self.max_input_tokens = self.prompter.input_limit(self.options)
 
     # -- the prompt -----------------------------------------------------------------------
 
     def prompt(
         self, sentence: str, terms: Sequence[TermMatch] = (), context: Sequence[str] = ()
     ) -> str:
-        return self.template.render(self.loaded.tokenizer, sentence, terms, context)
+        return self.prompter.prompt(sentence, terms, context)
 
     def prompt_ids(
         self, sentence: str, terms: Sequence[TermMatch] = (), context: Sequence[str] = ()
     ) -> list[int]:
-        text = self.prompt(sentence, terms, context)
-        return self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.prompter.prompt_ids(sentence, terms, context)
 
     # -- what the core asks of a backend --------------------------------------------------
 
     def count_tokens(self, sources: Sequence[str]) -> list[int]:
-        """Prompt and sentence together: what a batch holds (glossary lines left out)."""
-        return [len(self.prompt_ids(text)) for text in sources]
+        return self.prompter.count_tokens(sources)
 
     def sentence_tokens(self, sources: Sequence[str]) -> list[int]:
-        encoded = self.loaded.tokenizer(list(sources), add_special_tokens=False)["input_ids"]
-        return [len(ids) for ids in encoded]
+        return self.prompter.sentence_tokens(sources)
 
     def _count_one(self, text: str) -> int:
         return self.sentence_tokens([text])[0]
@@ -227,13 +272,7 @@ class CausalTranslator(TransformersTranslator):
             self.prompt_ids(text, found, before)
             for text, found, before in zip(texts, terms, context)
         ]
-        for text, ids, new in zip(texts, prompts, max_new):
-            if len(ids) + new > self.context_tokens:
-                raise ForumTranslateError(
-                    f"the prompt ({len(ids)} tokens, with its glossary lines) and up to {new} "
-                    f"new tokens exceed the model's context of {self.context_tokens}: "
-                    f"{text[:60]}…"
-                )
+        self.prompter.check_fits(texts, prompts, max_new)
         return CausalStepper(
             self.loaded.model,
             prompts,

@@ -77,6 +77,7 @@ from typing import Any
 from forumtranslate.errors import ForumTranslateError, ModelNotAvailableError
 from forumtranslate.glossary import TermMatcher, check_terms
 from forumtranslate.models import (
+    CAUSAL_TYPES,
     NLLB_SOURCE_LANG,
     NLLB_TARGET_LANG,
     SUPPORTED_TYPES,
@@ -92,6 +93,9 @@ from forumtranslate.translate import (
 )
 from forumtranslate.wordpieces import PieceText
 
+# Decoder-only families CTranslate2 converts and decodes as transformers does (greedy parity
+# tested for qwen3 and llama; qwen2 and mistral share their converters' layouts).
+CT2_CAUSAL_FAMILIES = ("qwen3", "qwen2", "llama", "mistral")
 CACHE_FOLDER = "forumtranslate-ct2"
 META_FILE = "forumtranslate-ct2.json"
 COMPUTE_TYPES = (
@@ -245,13 +249,14 @@ class CT2Model:
     family: str  # "marian" | "nllb"
     folder: Path  # the Hugging Face model folder
     converted: Path  # the CTranslate2 model folder
-    translator: Any  # ctranslate2.Translator
+    translator: Any  # ctranslate2.Translator (a Generator for a decoder-only model)
     tokenizer: Any
     device: str
     device_index: int
     compute_type: str
     max_input_tokens: int
     eos_at_limit: bool  # the model's generation config forces EOS at the length limit
+    generation_eos: Any = None  # the generation config's eos_token_id (decoder-only models)
     target_prefix: tuple[str, ...] = ()  # NLLB: the target-language token
     suppressed: tuple[tuple[str, ...], ...] = ()  # never generated (NLLB's padding)
     threads: dict[str, int] = field(default_factory=dict)
@@ -281,12 +286,14 @@ def load_ct2_model(
     ct2_device, index = pick_ct2_device(device)
     quantization = resolve_compute_type(compute_type, ct2_device)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
-    family = SUPPORTED_TYPES.get(config.model_type)
+    family = SUPPORTED_TYPES.get(config.model_type) or CAUSAL_TYPES.get(config.model_type)
     if family is None:
         raise ModelNotAvailableError(
-            f"model type {config.model_type!r} is not supported (MarianMT or NLLB/M2M-100)",
+            f"model type {config.model_type!r} is not supported (MarianMT or NLLB/M2M-100; "
+            f"decoder-only: {', '.join(sorted(CAUSAL_TYPES))})",
             name,
         )
+    causal = family in CAUSAL_TYPES.values()
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -301,7 +308,16 @@ def load_ct2_model(
         hf_logging.set_verbosity(verbosity)
     prefix: tuple[str, ...] = ()
     suppressed: tuple[tuple[str, ...], ...] = ()
-    if family == "marian":
+    if causal and family not in CT2_CAUSAL_FAMILIES:
+        raise ModelNotAvailableError(
+            f"the ct2 backend does not run {family} models (its converted Gemma 3 decodes "
+            "differently from transformers 5 here); use --backend transformers. ct2 runs: "
+            f"{', '.join(CT2_CAUSAL_FAMILIES)}",
+            name,
+        )
+    if causal:  # a decoder-only model: ct2_causal builds its prompts
+        pass
+    elif family == "marian":
         pad = config.pad_token_id
         if pad != config.vocab_size - 1:
             raise ModelNotAvailableError(
@@ -316,7 +332,8 @@ def load_ct2_model(
         prefix = (NLLB_TARGET_LANG,)
         suppressed = ((tokenizer.pad_token,),)
     converted = convert_model(folder, name, resolved_revision, quantization, cache_dir)
-    translator = ctranslate2.Translator(
+    engine = ctranslate2.Generator if causal else ctranslate2.Translator
+    translator = engine(
         str(converted),
         device=ct2_device,
         device_index=index,
@@ -339,6 +356,7 @@ def load_ct2_model(
         compute_type=quantization,
         max_input_tokens=int(min(limit, tokenizer_limit)),
         eos_at_limit=getattr(generation, "forced_eos_token_id", None) is not None,
+        generation_eos=getattr(generation, "eos_token_id", None),
         target_prefix=prefix,
         suppressed=suppressed,
         threads={"inter": inter_threads, "intra": intra_threads},
@@ -359,6 +377,12 @@ def from_run_config(config: Any) -> CT2Translator:
         inter_threads=config.inter_threads,
         intra_threads=config.intra_threads,
     )
+    if model.family in CAUSAL_TYPES.values():
+        from forumtranslate.ct2_causal import CT2CausalTranslator
+
+        return CT2CausalTranslator(model, config.decoding, config.context_sentences)
+    if config.context_sentences:
+        raise ForumTranslateError("--context is for decoder-only models (Qwen3, Gemma 3, ...)")
     return CT2Translator(model, config.decoding)
 
 
