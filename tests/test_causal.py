@@ -359,3 +359,31 @@ def test_ct2_refuses_gemma3_with_a_reason(causal_models: dict[str, Path], tmp_pa
 
     with pytest.raises(ModelNotAvailableError, match="use --backend transformers"):
         load_ct2_model(str(causal_models["gemma3"]), device="cpu", cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "backend", [["--backend", "transformers", "--context", "1"], ["--backend", "ct2"]]
+)
+def test_cli_runs_a_qwen3_folder_with_hard_terms(
+    causal_models: dict[str, Path],
+    small_corpus: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    backend: list[str],
+) -> None:
+    """The issue's 'done when': forumtranslate run --model A_QWEN3_FOLDER, on both backends."""
+    if backend[1] == "ct2":
+        pytest.importorskip("ctranslate2")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    out = tmp_path / "run"
+    args = ["run", "--model", str(causal_models["qwen3"]), "--data", str(small_corpus)]
+    options = ["--out", str(out), "--beam", "1", "--device", "cpu", "--threads", "1"]
+    result = CliRunner().invoke(main, [*args, *options, *backend])
+    assert result.exit_code == 0, result.output
+    assert "terminology accuracy" in result.output
+    settings = json.loads((out / "run.json").read_text())
+    assert settings["translator"]["kind"] == "decoder-only"
+    for line in (out / "translations.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        matches = load_glossary(GLOSSARY).find_terms(record["source"])
+        assert missing_terms(record["translation"], matches) == []
