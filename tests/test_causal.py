@@ -30,6 +30,9 @@ from .conftest import DATA, GLOSSARY
 from .terms_check import missing_terms
 from .test_run import OUTPUTS, CrashAfter, config_for
 
+# Every test here but the chatter table builds or runs a tiny model.
+pytestmark = pytest.mark.slow
+
 FAMILIES = {
     "qwen3": TinyCausalSpec("qwen3", "byte-bpe"),
     "gemma3": TinyCausalSpec("gemma3", "spm-bytes"),
@@ -208,8 +211,6 @@ def test_a_prompt_that_does_not_fit_is_an_error_not_a_cut(loaded: dict, glossary
 
 def test_an_unsupported_architecture_names_the_supported_ones(tmp_path: Path) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
-
-    from .conftest import REPO  # noqa: F401  (the repo's tokenizer files are not needed)
 
     folder = tmp_path / "gpt2"
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)).save_pretrained(
