@@ -66,6 +66,16 @@ def timed(work: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+def note(rows: list, row: tuple) -> None:
+    """Keep a row and print it at once: a slow machine may stop the script part-way."""
+    rows.append(row)
+    system, beam, mode, seconds, tokens, acc = row
+    print(
+        f"  {system} beam {beam} terms {mode}: {seconds:.2f} s, {tokens} tokens, terms {acc:.3f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="qwen3-0.6b", choices=sorted(SHAPES))
@@ -141,7 +151,7 @@ def main() -> None:
             return loaded.tokenizer.batch_decode(new, skip_special_tokens=True)
 
         seconds, outputs = timed(plain)
-        rows.append(("generate()", beam, "off", seconds, len(texts) * n, accuracy(outputs)))
+        note(rows, ("generate()", beam, "off", seconds, len(texts) * n, accuracy(outputs)))
         for mode in ("off", "hard"):
             translator = CausalTranslator(loaded, options(beam, mode))
             generated = [0]
@@ -154,7 +164,7 @@ def main() -> None:
 
             translator._search = counted
             seconds, outputs = timed(lambda t=translator: t.translate(texts, terms))
-            rows.append(("ours", beam, mode, seconds, generated[0], accuracy(outputs)))
+            note(rows, ("ours", beam, mode, seconds, generated[0], accuracy(outputs)))
         if not args.no_ct2:
             from forumtranslate.ct2 import load_ct2_model
             from forumtranslate.ct2_causal import CT2CausalTranslator
@@ -165,7 +175,7 @@ def main() -> None:
             for mode in ("off", "hard"):
                 translator = CT2CausalTranslator(model, options(beam, mode))
                 seconds, outputs = timed(lambda t=translator: t.translate(texts, terms))
-                rows.append(("ct2 int8", beam, mode, seconds, len(texts) * n, accuracy(outputs)))
+                note(rows, ("ct2 int8", beam, mode, seconds, len(texts) * n, accuracy(outputs)))
 
     print(
         f"\n{args.shape}, {len(texts)} sentences, {n} new tokens each, {args.threads} threads, "
