@@ -163,9 +163,11 @@ def make_translator(spec: dict[str, Any], options: Any) -> Any:
         first = spec["loaded"].forced_first_id is not None
         search = translator._search
 
-        def counted_search(texts: list[str], terms: Any, hard: bool) -> list[list[int]]:
+        def counted_search(
+            texts: list[str], terms: Any, hard: bool, **more: Any
+        ) -> list[list[int]]:
             # Every search counts: with hard terms, the plain pass and the constrained one.
-            ids = search(texts, terms, hard)
+            ids = search(texts, terms, hard, **more)
             translator.generated += sum(len(i) - first for i in ids)
             return ids
 

@@ -122,6 +122,12 @@ def segment(path: Path, lang: str | None) -> None:
 @click.option(
     "--inter-threads", type=click.IntRange(min=1), help="ct2: batch parts decoded in parallel (1)."
 )
+@click.option(
+    "--context",
+    "context_sentences",
+    type=click.IntRange(min=0),
+    help="Decoder-only models: preceding sentences of the document shown in the prompt (0).",
+)
 @click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), help="(data)")
 @click.option(
     "--glossary", "glossary", type=click.Path(path_type=Path), help="(glossary/terms.tsv)"
@@ -226,6 +232,7 @@ def run(
         inter_threads=settings.get("inter_threads", 1),
         intra_threads=settings.get("threads", 0),
         allow_unspellable_terms=allow_unspellable_terms,
+        context_sentences=settings.get("context_sentences", 0),
     )
     try:
         with _sigterm_as_interrupt():
@@ -359,6 +366,28 @@ def models_list() -> None:
 
 
 # --- glossary ------------------------------------------------------------------------
+
+
+@main.group()
+def prompt() -> None:
+    """The prompts a decoder-only model (Qwen3, Gemma 3, Llama, Mistral) is given."""
+
+
+@prompt.command("show")
+@click.option("--model", required=True, help="A decoder-only model: Hugging Face id or folder.")
+@click.option(
+    "--glossary", "glossary_path", type=click.Path(path_type=Path), default="glossary/terms.tsv"
+)
+@click.argument("sentence")
+@user_errors
+def prompt_show(model: str, glossary_path: Path, sentence: str) -> None:
+    """Print the exact prompt SENTENCE is translated with (its glossary lines included)."""
+    from forumtranslate.causal import render_prompt
+    from forumtranslate.glossary import load_glossary
+
+    terms = load_glossary(glossary_path).find_terms(sentence)
+    click.echo(render_prompt(model, sentence, terms), nl=False)
+    click.echo()
 
 
 @main.group()

@@ -84,6 +84,7 @@ from forumtranslate.confidence import Confidence, combine, summarise
 from forumtranslate.errors import ForumTranslateError, ModelNotAvailableError
 from forumtranslate.glossary import TermMatcher, check_terms
 from forumtranslate.models import (
+    CAUSAL_TYPES,
     NLLB_SOURCE_LANG,
     NLLB_TARGET_LANG,
     SUPPORTED_TYPES,
@@ -100,6 +101,9 @@ from forumtranslate.translate import (
 )
 from forumtranslate.wordpieces import PieceText
 
+# Decoder-only families CTranslate2 converts and decodes as transformers does (greedy parity
+# tested for qwen3 and llama; qwen2 and mistral share their converters' layouts).
+CT2_CAUSAL_FAMILIES = ("qwen3", "qwen2", "llama", "mistral")
 CACHE_FOLDER = "forumtranslate-ct2"
 META_FILE = "forumtranslate-ct2.json"
 COMPUTE_TYPES = (
@@ -253,13 +257,14 @@ class CT2Model:
     family: str  # "marian" | "nllb"
     folder: Path  # the Hugging Face model folder
     converted: Path  # the CTranslate2 model folder
-    translator: Any  # ctranslate2.Translator
+    translator: Any  # ctranslate2.Translator (a Generator for a decoder-only model)
     tokenizer: Any
     device: str
     device_index: int
     compute_type: str
     max_input_tokens: int
     eos_at_limit: bool  # the model's generation config forces EOS at the length limit
+    generation_eos: Any = None  # the generation config's eos_token_id (decoder-only models)
     target_prefix: tuple[str, ...] = ()  # NLLB: the target-language token
     suppressed: tuple[tuple[str, ...], ...] = ()  # never generated (NLLB's padding)
     threads: dict[str, int] = field(default_factory=dict)
@@ -297,12 +302,14 @@ def load_ct2_model(
     ct2_device, index = pick_ct2_device(device)
     quantization = resolve_compute_type(compute_type, ct2_device)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
-    family = SUPPORTED_TYPES.get(config.model_type)
+    family = SUPPORTED_TYPES.get(config.model_type) or CAUSAL_TYPES.get(config.model_type)
     if family is None:
         raise ModelNotAvailableError(
-            f"model type {config.model_type!r} is not supported (MarianMT or NLLB/M2M-100)",
+            f"model type {config.model_type!r} is not supported (MarianMT or NLLB/M2M-100; "
+            f"decoder-only: {', '.join(sorted(CAUSAL_TYPES))})",
             name,
         )
+    causal = family in CAUSAL_TYPES.values()
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -317,7 +324,16 @@ def load_ct2_model(
         hf_logging.set_verbosity(verbosity)
     prefix: tuple[str, ...] = ()
     suppressed: tuple[tuple[str, ...], ...] = ()
-    if family == "marian":
+    if causal and family not in CT2_CAUSAL_FAMILIES:
+        raise ModelNotAvailableError(
+            f"the ct2 backend does not run {family} models (its converted Gemma 3 decodes "
+            "differently from transformers 5 here); use --backend transformers. ct2 runs: "
+            f"{', '.join(CT2_CAUSAL_FAMILIES)}",
+            name,
+        )
+    if causal:  # a decoder-only model: ct2_causal builds its prompts
+        pass
+    elif family == "marian":
         pad = config.pad_token_id
         if pad != config.vocab_size - 1:
             raise ModelNotAvailableError(
@@ -333,12 +349,15 @@ def load_ct2_model(
         suppressed = ((tokenizer.pad_token,),)
     converted = convert_model(folder, name, source.label, quantization, cache_dir)
     chosen: Shortlist | None = None
-    if isinstance(shortlist, Shortlist):
+    if causal:  # a decoder-only model decodes over its whole vocabulary (not shortlisted yet)
+        chosen = None
+    elif isinstance(shortlist, Shortlist):
         chosen = shortlist
     elif shortlist:
         chosen = build_shortlist(tokenizer, folder, shortlist, forms)
     loaded_from = converted if chosen is None else with_vmap(converted, chosen)
-    translator = ctranslate2.Translator(
+    engine = ctranslate2.Generator if causal else ctranslate2.Translator
+    translator = engine(
         str(loaded_from),
         device=ct2_device,
         device_index=index,
@@ -361,6 +380,7 @@ def load_ct2_model(
         compute_type=quantization,
         max_input_tokens=int(min(limit, tokenizer_limit)),
         eos_at_limit=getattr(generation, "forced_eos_token_id", None) is not None,
+        generation_eos=getattr(generation, "eos_token_id", None),
         target_prefix=prefix,
         suppressed=suppressed,
         threads={"inter": inter_threads, "intra": intra_threads},
@@ -408,6 +428,12 @@ def from_run_config(config: Any) -> CT2Translator:
         shortlist=config.decoding.shortlist,
         forms=shortlist_forms(config),
     )
+    if model.family in CAUSAL_TYPES.values():
+        from forumtranslate.ct2_causal import CT2CausalTranslator
+
+        return CT2CausalTranslator(model, config.decoding, config.context_sentences)
+    if config.context_sentences:
+        raise ForumTranslateError("--context is for decoder-only models (Qwen3, Gemma 3, ...)")
     return CT2Translator(model, config.decoding)
 
 

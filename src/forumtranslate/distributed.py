@@ -751,6 +751,10 @@ def run_ray(
     ``source`` defaults to the corpus folder ``config.data_dir``; other inputs have no
     references, so they need ``align_and_score=False``.
     """
+    if getattr(config, "context_sentences", 0):
+        raise ForumTranslateError(
+            "--context (a decoder-only model's preceding sentences) needs --engine local"
+        )
     options = options or RayOptions()
     source = source or InputSource(Path(config.data_dir), "data")
     fmt, documents = read_documents(source)

@@ -31,8 +31,16 @@ DEFAULT_MODEL = "Helsinki-NLP/opus-mt-ja-en"
 NLLB_SOURCE_LANG = "jpn_Jpan"
 NLLB_TARGET_LANG = "eng_Latn"
 SUPPORTED_TYPES = {"marian": "marian", "m2m_100": "nllb"}
+# Decoder-only models transformers loads natively (AutoModelForCausalLM): model_type -> family.
+CAUSAL_TYPES = {
+    "qwen3": "qwen3",
+    "qwen2": "qwen2",
+    "gemma3_text": "gemma3",
+    "llama": "llama",
+    "mistral": "mistral",
+}
 # What a translation model needs; never pickled weights (*.bin), never Python files.
-FETCH_PATTERNS = ["*.json", "*.safetensors", "*.spm", "*.model", "*.txt"]
+FETCH_PATTERNS = ["*.json", "*.safetensors", "*.spm", "*.model", "*.txt", "*.jinja"]
 WEIGHT_PATTERNS = ["*.safetensors", "model.safetensors.index.json"]
 # The names transformers looks for when it must load safetensors.
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -80,7 +88,7 @@ class LoadedModel:
 
     name: str
     revision: str
-    family: str  # "marian" | "nllb"
+    family: str  # "marian" | "nllb", or a decoder-only family of CAUSAL_TYPES
     folder: Path
     model: Any
     tokenizer: Any
@@ -94,6 +102,11 @@ class LoadedModel:
         """The most target tokens the decoder has positions for (start token included)."""
         config = self.model.config
         return int(getattr(config, "max_target_positions", None) or config.max_position_embeddings)
+
+    @property
+    def causal(self) -> bool:
+        """A decoder-only model: the translation follows a prompt (``causal.py``)."""
+        return self.family in CAUSAL_TYPES.values()
 
     @property
     def max_input_tokens(self) -> int:
@@ -557,7 +570,13 @@ def _check_model_folder(folder: Path, name: str | None = None) -> None:
         raise ModelNotAvailableError("no config.json: not a transformers model folder", label)
     has_tokenizer = any(
         (folder / f).is_file()
-        for f in ("tokenizer.json", "source.spm", "sentencepiece.bpe.model", "spiece.model")
+        for f in (
+            "tokenizer.json",
+            "tokenizer.model",
+            "source.spm",
+            "sentencepiece.bpe.model",
+            "spiece.model",
+        )
     )
     if not has_tokenizer:
         raise ModelNotAvailableError(
@@ -577,7 +596,7 @@ def _check_model_folder(folder: Path, name: str | None = None) -> None:
 def _folder_hash(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix in {".json", ".safetensors", ".spm", ".model"}:
+        if path.is_file() and path.suffix in {".json", ".safetensors", ".spm", ".model", ".jinja"}:
             digest.update(path.name.encode())
             with path.open("rb") as handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
@@ -626,7 +645,12 @@ def load_model(
 ) -> LoadedModel:
     """Load tokenizer and model for decoding; safetensors only, no remote code."""
     import torch
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+    )
     from transformers.utils import logging as hf_logging
 
     source = resolve_model(name, revision)
@@ -635,12 +659,14 @@ def load_model(
         config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     except Exception as err:  # a broken config.json: transformers raises OSError or ValueError
         raise ModelNotAvailableError(f"cannot read config.json: {_first_line(err)}", name) from None
-    family = SUPPORTED_TYPES.get(config.model_type)
+    family = SUPPORTED_TYPES.get(config.model_type) or CAUSAL_TYPES.get(config.model_type)
     if family is None:
         raise ModelNotAvailableError(
-            f"model type {config.model_type!r} is not supported (MarianMT or NLLB/M2M-100)",
+            f"model type {config.model_type!r} is not supported (MarianMT or NLLB/M2M-100; "
+            f"decoder-only: {', '.join(sorted(CAUSAL_TYPES))})",
             name,
         )
+    auto_class = AutoModelForCausalLM if family in CAUSAL_TYPES.values() else AutoModelForSeq2SeqLM
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     if dtype not in torch_dtype:
         raise ModelNotAvailableError(f"unknown dtype {dtype!r}; use one of {sorted(torch_dtype)}")
@@ -651,7 +677,7 @@ def load_model(
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-        model = AutoModelForSeq2SeqLM.from_pretrained(
+        model = auto_class.from_pretrained(
             folder, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype[dtype]
         )
     except Exception as err:  # a broken tokenizer or weights file; the kinds vary by library

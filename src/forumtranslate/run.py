@@ -90,6 +90,8 @@ class RunConfig:
     # A hard term the model's vocabulary cannot spell: an error, or (True) a warning, and the
     # term is left unconstrained and recorded as unspellable.
     allow_unspellable_terms: bool = False
+    # decoder-only models: preceding sentences of the same document shown in the prompt
+    context_sentences: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,17 @@ def prepare_sources(data_dir: Path, glossary: Glossary) -> list[SourceSentence]:
     if not sources:
         raise ForumTranslateError("the corpus has no sentences to translate", data_dir)
     return sources
+
+
+def preceding(sources: Sequence[SourceSentence], index: int, count: int) -> list[str]:
+    """Up to ``count`` sentences of the same document just before sentence ``index``."""
+    doc_id = sources[index].segment.doc_id
+    before = []
+    for i in range(index - 1, max(-1, index - 1 - count), -1):
+        if sources[i].segment.doc_id != doc_id:
+            break
+        before.insert(0, sources[i].segment.text)
+    return before
 
 
 def check_references(data_dir: Path) -> None:
@@ -225,6 +238,12 @@ def load_transformers(config: RunConfig) -> Translator:
     loaded = load_model(
         config.model, revision=config.revision, device=config.device, dtype=config.dtype
     )
+    if loaded.causal:  # a decoder-only model: the same core after a prompt
+        from forumtranslate.causal import CausalTranslator
+
+        return CausalTranslator(loaded, config.decoding, config.context_sentences)
+    if config.context_sentences:
+        raise ForumTranslateError("--context is for decoder-only models (Qwen3, Gemma 3, ...)")
     return TransformersTranslator(loaded, config.decoding, shortlist_forms(config))
 
 
@@ -364,9 +383,15 @@ def run(
             for number, batch in enumerate(batches):
                 if str(number) in done:
                     continue
+                extra = {}
+                if getattr(translator, "context_sentences", 0):
+                    extra["context"] = [
+                        preceding(sources, i, translator.context_sentences) for i in batch
+                    ]
                 outputs = translator.translate_batch_terms(
                     [texts[i] for i in batch],
                     [_usable_terms(sources[i].terms, usable) for i in batch],
+                    **extra,
                 )
                 done[str(number)] = {
                     "indices": batch,

@@ -252,3 +252,162 @@ def _build_nllb(out_dir: Path, spec: TinyModelSpec, text: str) -> None:
     model = M2M100ForConditionalGeneration(config)
     model.eval()
     model.save_pretrained(out_dir, safe_serialization=True)
+
+
+# --- decoder-only (causal) models -------------------------------------------------------
+
+# Chat templates for the tiny causal models, in the layout of each family's real template
+# (written here): ChatML for Qwen, turns for Gemma, [INST] for Llama 2 / Mistral.
+CHAT_TEMPLATES = {
+    "qwen3": (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+        "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n"
+        "{% endif %}{% endif %}"
+    ),
+    "gemma3": (
+        "{{ bos_token }}{% for m in messages %}<start_of_turn>"
+        "{{ 'model' if m['role'] == 'assistant' else 'user' }}\n{{ m['content'] }}"
+        "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n"
+        "{% endif %}"
+    ),
+    "llama": (
+        "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}[INST] "
+        "{{ m['content'] }} [/INST]{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}"
+        "{% endfor %}"
+    ),
+}
+CAUSAL_SPECIALS = {
+    "qwen3": dict(
+        eos="<|im_end|>", pad="<|endoftext|>", extra=["<|im_start|>", "<think>", "</think>"]
+    ),
+    "gemma3": dict(
+        bos="<bos>", eos="<end_of_turn>", pad="<pad>", extra=["<start_of_turn>", "<eos>"]
+    ),
+    "llama": dict(bos="<s>", eos="</s>", pad="<unk>", extra=[]),
+}
+
+
+@dataclass(frozen=True)
+class TinyCausalSpec:
+    """A tiny decoder-only model: ``family`` qwen3 | gemma3 | llama; ``tokenizer`` byte-bpe
+    (Qwen, Llama 3) or spm-bytes (SentencePiece BPE with byte fallback: Gemma, Llama 2)."""
+
+    family: str
+    tokenizer: str = "byte-bpe"
+    vocab_size: int = 1500
+    layers: int = 2
+    d_model: int = 64
+    heads: int = 4
+    ffn: int = 128
+    seed: int = 0
+    pad_vocab_to: int = 0  # benchmarks: pad the vocabulary to a real model's size
+
+
+def build_tiny_causal(
+    out_dir: str | Path, spec: TinyCausalSpec, data_dir: str | Path = "data"
+) -> Path:
+    """Write a loadable decoder-only model folder (config, safetensors, tokenizer with a
+    chat template) to ``out_dir``; the tokenizer is trained on the corpus, offline."""
+    import torch
+
+    out_dir, data_dir = Path(out_dir), Path(data_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(spec.seed)
+    text = _read_corpus(data_dir, "ja") + "\n" + _read_corpus(data_dir, "en")
+    specials = CAUSAL_SPECIALS[spec.family]
+    if spec.tokenizer == "byte-bpe":
+        tokenizer = _causal_byte_bpe(text, spec, specials)
+    elif spec.tokenizer == "spm-bytes":
+        tokenizer = _causal_spm(text, spec, specials)
+    else:
+        raise ValueError(f"unknown tokenizer kind {spec.tokenizer!r}")
+    if spec.pad_vocab_to > len(tokenizer):
+        tokenizer.add_tokens([f"<unused{i}>" for i in range(spec.pad_vocab_to - len(tokenizer))])
+    tokenizer.chat_template = CHAT_TEMPLATES[spec.family]
+    tokenizer.model_max_length = 2048
+    tokenizer.save_pretrained(out_dir)
+    _save_causal(out_dir, spec, tokenizer)
+    return out_dir
+
+
+def _causal_byte_bpe(text: str, spec: TinyCausalSpec, specials: dict) -> object:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    names = [specials[k] for k in ("bos", "eos", "pad") if k in specials] + specials["extra"]
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.vocab_size,
+        special_tokens=names,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(text.splitlines(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=specials.get("bos"),
+        eos_token=specials["eos"],
+        pad_token=specials["pad"],
+        additional_special_tokens=specials["extra"],
+    )
+
+
+def _causal_spm(text: str, spec: TinyCausalSpec, specials: dict) -> object:
+    """SentencePiece BPE with byte fallback, as Gemma and Llama 2 have, read by transformers'
+    Gemma or Llama tokenizer from the trained ``tokenizer.model``."""
+    from transformers import GemmaTokenizer, LlamaTokenizer
+
+    cls = GemmaTokenizer if spec.family == "gemma3" else LlamaTokenizer
+    with tempfile.TemporaryDirectory() as tmp:
+        _train_sentencepiece(
+            text,
+            Path(tmp) / "tokenizer",
+            spec.vocab_size,
+            "bpe",
+            byte_fallback=True,
+            character_coverage=0.995,
+        )
+        tokenizer = cls.from_pretrained(
+            tmp,
+            bos_token=specials.get("bos", "<s>"),
+            eos_token=specials["eos"],
+            unk_token="<unk>",
+            pad_token=specials["pad"],
+            add_bos_token=False,
+            add_eos_token=False,
+        )
+    tokenizer.add_special_tokens({"additional_special_tokens": specials["extra"]})
+    return tokenizer
+
+
+def _save_causal(out_dir: Path, spec: TinyCausalSpec, tokenizer: object) -> None:
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig, Qwen3Config
+
+    sizes = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.d_model,
+        intermediate_size=spec.ffn,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        num_key_value_heads=max(1, spec.heads // 2),
+        max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        tie_word_embeddings=True,
+    )
+    if spec.family == "qwen3":
+        config = Qwen3Config(head_dim=spec.d_model // spec.heads, **sizes)
+    elif spec.family == "gemma3":
+        config = Gemma3TextConfig(head_dim=spec.d_model // spec.heads, sliding_window=16, **sizes)
+    elif spec.family == "llama":
+        config = LlamaConfig(**sizes)
+    else:
+        raise ValueError(f"unknown causal family {spec.family!r}")
+    model = AutoModelForCausalLM.from_config(config)
+    model.eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(out_dir, safe_serialization=True)

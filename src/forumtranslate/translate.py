@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from forumtranslate.confidence import Confidence, combine, summarise, teacher_forced_logprobs
@@ -306,6 +306,11 @@ class TransformersTranslator(Translator):
         encoded = self.loaded.tokenizer(list(sources), add_special_tokens=True)["input_ids"]
         return [len(ids) for ids in encoded]
 
+    def sentence_tokens(self, sources: Sequence[str]) -> list[int]:
+        """Tokens of the sentences themselves, from which the length limits are set (a
+        backend that adds a prompt counts it for batching, not here)."""
+        return self.count_tokens(sources)
+
     def _count_one(self, text: str) -> int:
         return self.count_tokens([text])[0]
 
@@ -350,8 +355,13 @@ class TransformersTranslator(Translator):
         return [t.text for t in self.translate_batch_terms(sources, terms)]
 
     def translate_batch_terms(
-        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+        self,
+        sources: Sequence[str],
+        terms: Sequence[Sequence[TermMatch]],
+        context: Sequence[Sequence[str]] | None = None,
     ) -> list[Translation]:
+        """``context``: per source, the preceding sentences of its document, for a backend
+        whose prompt can show them (``causal``); a seq2seq model has no use for it."""
         limit = self.max_input_tokens
         pieces = [
             piece
@@ -359,7 +369,11 @@ class TransformersTranslator(Translator):
             for piece in split_to_fit(text, found, self._count_one, limit, i, self._terms_fit)
         ]
         texts = [p.text for p in pieces]
-        decoded, token_ids = self._translate_pieces(texts, [p.terms for p in pieces])
+        decoded, token_ids = self._translate_pieces(
+            texts,
+            [p.terms for p in pieces],
+            [tuple(context[p.sentence]) if context else () for p in pieces],
+        )
         scored = self._confidence(texts, token_ids)
         joined: list[list[str]] = [[] for _ in sources]
         how: list[list[str]] = [[] for _ in sources]
@@ -412,17 +426,20 @@ class TransformersTranslator(Translator):
         return self._search(texts, terms, hard=self.options.terms == "hard")
 
     def _translate_pieces(
-        self, texts: list[str], terms: Sequence[Sequence[TermMatch]]
+        self,
+        texts: list[str],
+        terms: Sequence[Sequence[TermMatch]],
+        context: Sequence[Sequence[str]] = (),
     ) -> tuple[list[Translation], list[list[int]]]:
         """Plain beam search for all; then, with hard terms, constrained search for the
         sentences whose plain translation misses a term or writes an avoided rendering.
         Also the token ids each text was decoded from (an appended term is not among them)."""
-        tokenizer = self.loaded.tokenizer
-        token_ids = self._search(texts, [[] for _ in texts], hard=False)
+        context = context or [() for _ in texts]
+        token_ids = self._search(texts, terms, hard=False, context=context)
         out = []
         redo = []
         for i, (ids, found) in enumerate(zip(token_ids, terms)):
-            text = tokenizer.decode(ids, skip_special_tokens=True)
+            text = self._text(ids)
             matcher = TermMatcher(found)
             if self.options.terms == "hard" and (
                 not all(matcher.found(text)) or matcher.avoided(text)
@@ -430,11 +447,20 @@ class TransformersTranslator(Translator):
                 redo.append(i)
             out.append(Translation(text, plain_how(text, found)))
         if redo:
-            forced = self._search([texts[i] for i in redo], [terms[i] for i in redo], hard=True)
+            forced = self._search(
+                [texts[i] for i in redo],
+                [terms[i] for i in redo],
+                hard=True,
+                context=[context[i] for i in redo],
+            )
             for i, ids in zip(redo, forced):
-                out[i] = self._checked(tokenizer.decode(ids, skip_special_tokens=True), terms[i])
+                out[i] = self._checked(self._text(ids), terms[i])
                 token_ids[i] = ids
         return out, token_ids
+
+    def _text(self, ids: Sequence[int]) -> str:
+        """The translation that decoded token ids spell."""
+        return self.loaded.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _checked(self, text: str, found: Sequence[TermMatch]) -> Translation:
         """The constrained search's text; should it miss a term (a form the vocabulary
@@ -450,14 +476,18 @@ class TransformersTranslator(Translator):
         return Translation(text, how)
 
     def _search(
-        self, texts: list[str], terms: Sequence[Sequence[TermMatch]], hard: bool
+        self,
+        texts: list[str],
+        terms: Sequence[Sequence[TermMatch]],
+        hard: bool,
+        context: Sequence[Sequence[str]] = (),
     ) -> list[list[int]]:
+        """One batched search; ``terms`` are the sentences' terms (constraints only if
+        ``hard``; a backend whose prompt shows the glossary reads them either way)."""
         import torch
 
         loaded, options = self.loaded, self.options
-        tokenizer, model = loaded.tokenizer, loaded.model
-        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=True)
-        source_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+        source_lengths = self.sentence_tokens(texts)
         constraints = []
         judges = []
         blocked = []
@@ -482,15 +512,15 @@ class TransformersTranslator(Translator):
                     if self.target_ids(v)
                 ]
             )
-        config = model.config
+        search = self._search_options()
         special = {
-            "eos": config.eos_token_id,
-            "start": config.decoder_start_token_id,
-            "pad": config.pad_token_id,
-            "first": loaded.forced_first_id,
+            "eos": search.eos_id,
+            "start": search.start_id,
+            "first": search.forced_first_id,
             "filler": self._filler,
+            **{f"banned-{k}": b for k, b in enumerate(search.banned_ids)},
         }
-        vocab = self._batch_vocabulary(encoded["input_ids"], constraints, special)
+        vocab = self._batch_vocabulary(texts, constraints, special)
         pieces, glue = self.pieces, self._word_continuation
         if vocab is not None:
             local = {g: i for i, g in enumerate(vocab.tolist())}
@@ -525,18 +555,15 @@ class TransformersTranslator(Translator):
             )
             for n, cs in zip(source_lengths, constraints)
         ]
-        search = SearchOptions(
-            beam_size=options.beam_size,
+        search = replace(  # the same ids, local to the batch's vocabulary where it has one
+            search,
             eos_id=special["eos"],
             start_id=special["start"],
             forced_first_id=special["first"],
-            banned_ids=(special["pad"],),
-            length_penalty=options.length_penalty,
-            eos_at_limit=getattr(model.generation_config, "forced_eos_token_id", None) is not None,
-            exact_length=options.exact_length,
+            banned_ids=tuple(special[f"banned-{k}"] for k in range(len(search.banned_ids))),
         )
         with torch.inference_mode():
-            stepper = DecoderStepper(model, encoded, options.beam_size, loaded.device, vocab)
+            stepper = self._stepper(texts, terms, max_new, context or [() for _ in texts], vocab)
             results = constrained_beam_search(
                 stepper.step,
                 stepper.reorder,
@@ -554,7 +581,7 @@ class TransformersTranslator(Translator):
         return results
 
     def _batch_vocabulary(
-        self, input_ids: Any, constraints: Sequence[Sequence[Constraint]], special: dict
+        self, texts: list[str], constraints: Sequence[Sequence[Constraint]], special: dict
     ) -> Any:
         """The global ids the batch decodes over (sorted), or None without a shortlist:
         the shortlist for these source pieces, the special tokens and every piece the
@@ -564,7 +591,10 @@ class TransformersTranslator(Translator):
         if self.shortlist is None:
             return None
         tokenizer = self.loaded.tokenizer
-        sources = tokenizer.convert_ids_to_tokens(sorted(set(input_ids.flatten().tolist())))
+        input_ids = {
+            i for ids in tokenizer(texts, add_special_tokens=True)["input_ids"] for i in ids
+        }
+        sources = tokenizer.convert_ids_to_tokens(sorted(input_ids))
         ids = {self._piece_id(p) for p in self.shortlist.candidates(sources)}
         ids.discard(None)
         ids.update(v for v in special.values() if v is not None)
@@ -578,6 +608,38 @@ class TransformersTranslator(Translator):
             ok = isinstance(i, int) and 0 <= i < len(self.pieces.pieces)
             self._piece_ids[piece] = i if ok else None
         return self._piece_ids[piece]
+
+    def _stepper(
+        self,
+        texts: list[str],
+        terms: Sequence[Sequence[TermMatch]],
+        max_new: Sequence[int],
+        context: Sequence[Sequence[str]],
+        vocab: Any = None,
+    ) -> Any:
+        """What runs the model for one search: ``step`` and ``reorder`` (see ``constrain``),
+        over the ``vocab`` ids only where a shortlist gives them."""
+        encoded = self.loaded.tokenizer(
+            texts, return_tensors="pt", padding=True, add_special_tokens=True
+        )
+        return DecoderStepper(
+            self.loaded.model, encoded, self.options.beam_size, self.loaded.device, vocab
+        )
+
+    def _search_options(self) -> SearchOptions:
+        loaded, options = self.loaded, self.options
+        model = loaded.model
+        config = model.config
+        return SearchOptions(
+            beam_size=options.beam_size,
+            eos_id=config.eos_token_id,
+            start_id=config.decoder_start_token_id,
+            forced_first_id=loaded.forced_first_id,
+            banned_ids=(config.pad_token_id,),
+            length_penalty=options.length_penalty,
+            eos_at_limit=getattr(model.generation_config, "forced_eos_token_id", None) is not None,
+            exact_length=options.exact_length,
+        )
 
     def signature(self) -> dict[str, Any]:
         import torch
