@@ -192,7 +192,7 @@ def test_a_chatty_model_yields_only_its_translation(
     script = tokenizer(answer, add_special_tokens=False)["input_ids"]
     vocab = loaded["qwen3"].model.config.vocab_size
 
-    def scripted(texts, terms, max_new, context):
+    def scripted(texts, terms, max_new, context, shortlist_ids=None):
         return ScriptedStepper(script, translator.eos_id, vocab, len(texts))
 
     monkeypatch.setattr(translator, "_stepper", scripted)
