@@ -53,7 +53,9 @@ def test_transformers_confidence_is_generate_s_own_greedy_score(tiny_model: Path
     from forumtranslate.models import load_model
 
     loaded = load_model(str(tiny_model), device="cpu")
-    translator = TransformersTranslator(loaded, DecodingOptions(beam_size=1, terms="off", shortlist=0))
+    translator = TransformersTranslator(
+        loaded, DecodingOptions(beam_size=1, terms="off", shortlist=0)
+    )
     texts, confidences = translator.translate_batch_scored(SOURCES, [[] for _ in SOURCES])
     assert texts == translator.translate_batch(SOURCES, [[] for _ in SOURCES])
     tokenizer, model = loaded.tokenizer, loaded.model
@@ -109,7 +111,9 @@ def test_scoring_in_small_passes_gives_the_same_numbers(tiny_marian: Path) -> No
     from forumtranslate.models import load_model
 
     loaded = load_model(str(tiny_marian), device="cpu")
-    translator = TransformersTranslator(loaded, DecodingOptions(beam_size=1, terms="off", shortlist=0))
+    translator = TransformersTranslator(
+        loaded, DecodingOptions(beam_size=1, terms="off", shortlist=0)
+    )
     ids = translator._decode(SOURCES, [[] for _ in SOURCES])
     encoded = loaded.tokenizer(SOURCES, return_tensors="pt", padding=True)
     config = loaded.model.config

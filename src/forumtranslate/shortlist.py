@@ -200,6 +200,10 @@ def build_shortlist(
     vocab = tokenizer.get_vocab()
     ranked, _how = target_ranking(tokenizer, folder)
     always: dict[str, None] = dict.fromkeys(p for p in tokenizer.all_special_tokens if p in vocab)
+    # tokens added as special (NLLB's language codes): they decode to nothing, so no script
+    # filter keeps them, yet the target-language token is forced as the first output piece
+    added = getattr(tokenizer, "added_tokens_decoder", {}).values()
+    always.update(dict.fromkeys(str(t) for t in added if t.special and str(t) in vocab))
     always.update(dict.fromkeys(ranked[:size]))
     always.update(dict.fromkeys(p for p in ranked[size:] if len(p.replace("▁", "")) <= 1))
     always.update(dict.fromkeys(glossary_pieces(tokenizer, forms)))
