@@ -383,8 +383,10 @@ def constrained_beam_search(
         _mask_logprobs(
             logprobs, live, beams, trackers, options, blocked, max_new_tokens, t, word_continuation
         )
-        flat_scores = torch.tensor([h.score for b in live for h in beams[b]], dtype=logprobs.dtype)
-        candidates = logprobs + flat_scores[:, None]
+        # Scores add up in float64: near -3000 after a few hundred tokens, float32 steps by
+        # 2.4e-4, which would round two different candidates to a tie.
+        flat_scores = torch.tensor([h.score for b in live for h in beams[b]], dtype=torch.float64)
+        candidates = logprobs.double() + flat_scores[:, None]
         vocab = candidates.shape[1]
         top_values, top_indices = candidates.view(len(live), k * vocab).topk(
             min(2 * k, k * vocab), dim=1
