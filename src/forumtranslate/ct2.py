@@ -383,8 +383,8 @@ class Hypothesis:
 
     tokens: tuple[str, ...]
     text: str
-    decoded: tuple[str, ...] = ()  # the decoder's own tokens, before any term edit
     how: tuple[str, ...] = ()
+    decoded: tuple[str, ...] = ()  # the decoder's own tokens, before any term edit
 
 
 class CT2Translator(Translator):
