@@ -10,7 +10,8 @@ import shutil
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -340,92 +341,99 @@ BROWSER_ARGS = [
 ]
 
 
+@contextmanager
+def browser_page(height: int) -> Iterator[tuple[Any, list[str], list[str]]]:
+    """A Chromium page, 1366 wide, with the console errors and the dialogs it raises."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": height})
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            yield page, errors, dialogs
+        finally:
+            browser.close()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="Debian's chromium is not installed (.ci/run installs it with fonts-noto-cjk)",
 )
 def test_page_in_a_headless_browser(review_run: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra)")
+    pytest.importorskip("playwright.sync_api", reason="playwright (dev extra)")
     scores = json.loads((review_run / "scores.json").read_text())
     chrf = [b["chrF2"] for b in scores["beads"]]
     docs = [b["doc_id"] for b in scores["beads"]]
     problems = expected_problems(review_run)
     threshold = sorted(chrf)[len(chrf) // 2] + 0.5
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1366, "height": 768})
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            dialogs: list[str] = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto((review_run / "review.html").as_uri())
-            visible = page.locator("tr.bead:visible")
+    with browser_page(768) as (page, errors, dialogs):
+        page.goto((review_run / "review.html").as_uri())
+        visible = page.locator("tr.bead:visible")
 
-            assert visible.count() == len(chrf)
-            assert page.text_content("#shown") == f"{len(chrf)} of {len(chrf)} beads shown"
+        assert visible.count() == len(chrf)
+        assert page.text_content("#shown") == f"{len(chrf)} of {len(chrf)} beads shown"
 
-            page.fill("#f-threshold", f"{threshold}")
-            page.check("#f-below")
-            below = sum(c < threshold for c in chrf)
-            assert 0 < below < len(chrf)
-            assert visible.count() == below
+        page.fill("#f-threshold", f"{threshold}")
+        page.check("#f-below")
+        below = sum(c < threshold for c in chrf)
+        assert 0 < below < len(chrf)
+        assert visible.count() == below
 
-            page.uncheck("#f-below")
-            page.check("#f-terms")
-            assert visible.count() == sum(p > 0 for p in problems) >= 2
+        page.uncheck("#f-below")
+        page.check("#f-terms")
+        assert visible.count() == sum(p > 0 for p in problems) >= 2
 
-            page.uncheck("#f-terms")
-            page.select_option("#f-doc", "opening-onoda")
-            assert visible.count() == docs.count("opening-onoda")
-            page.check("#f-terms")
-            assert visible.count() == sum(
-                p > 0 and d == "opening-onoda" for p, d in zip(problems, docs)
-            )
+        page.uncheck("#f-terms")
+        page.select_option("#f-doc", "opening-onoda")
+        assert visible.count() == docs.count("opening-onoda")
+        page.check("#f-terms")
+        assert visible.count() == sum(
+            p > 0 and d == "opening-onoda" for p, d in zip(problems, docs)
+        )
 
-            page.uncheck("#f-terms")
-            page.select_option("#f-doc", "")
-            page.select_option("#f-sort", "asc")
-            shown = [float(v) for v in visible.evaluate_all("rs => rs.map(r => r.dataset.chrf)")]
-            assert shown == sorted(chrf)
-            page.select_option("#f-sort", "corpus")
-            shown = [float(v) for v in visible.evaluate_all("rs => rs.map(r => r.dataset.chrf)")]
-            assert shown == chrf
+        page.uncheck("#f-terms")
+        page.select_option("#f-doc", "")
+        page.select_option("#f-sort", "asc")
+        shown = [float(v) for v in visible.evaluate_all("rs => rs.map(r => r.dataset.chrf)")]
+        assert shown == sorted(chrf)
+        page.select_option("#f-sort", "corpus")
+        shown = [float(v) for v in visible.evaluate_all("rs => rs.map(r => r.dataset.chrf)")]
+        assert shown == chrf
 
-            # the injected markup shows as text; it neither runs nor renders
-            assert page.get_by_text(MARKUP.strip(), exact=False).count() == 1
-            assert page.locator("td b").count() == 0
-            assert dialogs == []
+        # the injected markup shows as text; it neither runs nor renders
+        assert page.get_by_text(MARKUP.strip(), exact=False).count() == 1
+        assert page.locator("td b").count() == 0
+        assert dialogs == []
 
-            cdp = page.context.new_cdp_session(page)
-            cdp.send("DOM.enable")
-            cdp.send("CSS.enable")
-            root = cdp.send("DOM.getDocument")["root"]["nodeId"]
-            node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "td.ja p"})
-            fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})
-            families = [f["familyName"] for f in fonts["fonts"]]
-            assert any(name in family for family in families for name in JAPANESE_FONTS), (
-                f"Japanese renders in {families}: install fonts-noto-cjk"
-            )
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("DOM.enable")
+        cdp.send("CSS.enable")
+        root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+        node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "td.ja p"})
+        fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})
+        families = [f["familyName"] for f in fonts["fonts"]]
+        assert any(name in family for family in families for name in JAPANESE_FONTS), (
+            f"Japanese renders in {families}: install fonts-noto-cjk"
+        )
 
-            page.emulate_media(media="print")
-            assert not page.is_visible("nav.controls")
-            page.emulate_media(media="screen")
+        page.emulate_media(media="print")
+        assert not page.is_visible("nav.controls")
+        page.emulate_media(media="screen")
 
-            page.fill("#f-threshold", f"{LOW_CHRF:g}")
-            page.evaluate("window.scrollTo(0, 0)")
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT))
-            page.check("#f-terms")  # and one of the beads a reviewer has to look at
-            page.screenshot(path=str(SCREENSHOT.with_name("review-terms.png")))
-            print(
-                f"review page screenshots: {SCREENSHOT}, {SCREENSHOT.with_name('review-terms.png')}"
-            )
-            assert errors == []
-        finally:
-            browser.close()
+        page.fill("#f-threshold", f"{LOW_CHRF:g}")
+        page.evaluate("window.scrollTo(0, 0)")
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+        page.check("#f-terms")  # and one of the beads a reviewer has to look at
+        page.screenshot(path=str(SCREENSHOT.with_name("review-terms.png")))
+        print(f"review page screenshots: {SCREENSHOT}, {SCREENSHOT.with_name('review-terms.png')}")
+        assert errors == []
 
 
 # --- pictures, confidence and the review-first order -------------------------------------
@@ -537,65 +545,57 @@ def test_pictures_draw_the_numbers_of_scores_json(review_run: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 def test_pictures_and_the_review_first_order_in_a_headless_browser(review_run: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra)")
+    pytest.importorskip("playwright.sync_api", reason="playwright (dev extra)")
     scores = json.loads((review_run / "scores.json").read_text())
     chrf = [b["chrF2"] for b in scores["beads"]]
     problems = expected_problems(review_run)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1366, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto((review_run / "review.html").as_uri())
+    with browser_page(900) as (page, errors, _dialogs):
+        page.goto((review_run / "review.html").as_uri())
 
-            pictures = page.locator("figure.chart svg")
-            assert pictures.count() == 5
-            for k in range(5):
-                box = pictures.nth(k).bounding_box()
-                assert box and box["width"] > 200 and box["height"] > 100
-            # the numbers behind a picture open for a reader
-            table = page.locator("#chart-chrf-doc table.numbers")
-            assert not table.is_visible()
-            page.click("#chart-chrf-doc summary")
-            assert table.is_visible()
-            assert page.get_by_role("img", name=re.compile("^Bar chart of chrF2")).count() == 1
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT.with_name("review-charts.png")), full_page=False)
+        pictures = page.locator("figure.chart svg")
+        assert pictures.count() == 5
+        for k in range(5):
+            box = pictures.nth(k).bounding_box()
+            assert box and box["width"] > 200 and box["height"] > 100
+        # the numbers behind a picture open for a reader
+        table = page.locator("#chart-chrf-doc table.numbers")
+        assert not table.is_visible()
+        page.click("#chart-chrf-doc summary")
+        assert table.is_visible()
+        assert page.get_by_role("img", name=re.compile("^Bar chart of chrF2")).count() == 1
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT.with_name("review-charts.png")), full_page=False)
 
-            visible = page.locator("tr.bead:visible")
-            conf = [
-                None if v == "" else float(v)
-                for v in visible.evaluate_all("rs => rs.map(r => r.dataset.confidence)")
-            ]
-            page.select_option("#f-sort", "conf")
-            order = [int(v) for v in visible.evaluate_all("rs => rs.map(r => r.dataset.order)")]
-            big = float("inf")
-            assert order == sorted(
-                range(len(conf)), key=lambda k: (conf[k] if conf[k] is not None else big, k)
-            )
+        visible = page.locator("tr.bead:visible")
+        conf = [
+            None if v == "" else float(v)
+            for v in visible.evaluate_all("rs => rs.map(r => r.dataset.confidence)")
+        ]
+        page.select_option("#f-sort", "conf")
+        order = [int(v) for v in visible.evaluate_all("rs => rs.map(r => r.dataset.order)")]
+        big = float("inf")
+        assert order == sorted(
+            range(len(conf)), key=lambda k: (conf[k] if conf[k] is not None else big, k)
+        )
 
-            known = sorted(c for c in conf if c is not None)
-            quartile = known[(len(known) - 1) // 4]
-            urgency = [
-                int(c is not None and c <= quartile) + int(p > 0) + int(f < LOW_CHRF)
-                for c, p, f in zip(conf, problems, chrf)
-            ]
-            page.select_option("#f-sort", "first")
-            order = [int(v) for v in visible.evaluate_all("rs => rs.map(r => r.dataset.order)")]
-            assert order == sorted(
-                range(len(conf)),
-                key=lambda k: (-urgency[k], conf[k] if conf[k] is not None else big, chrf[k], k),
-            )
-            assert urgency[order[0]] >= 2
-            page.evaluate("window.scrollTo(0, document.querySelector('nav.controls').offsetTop)")
-            page.screenshot(path=str(SCREENSHOT.with_name("review-first.png")))
+        known = sorted(c for c in conf if c is not None)
+        quartile = known[(len(known) - 1) // 4]
+        urgency = [
+            int(c is not None and c <= quartile) + int(p > 0) + int(f < LOW_CHRF)
+            for c, p, f in zip(conf, problems, chrf)
+        ]
+        page.select_option("#f-sort", "first")
+        order = [int(v) for v in visible.evaluate_all("rs => rs.map(r => r.dataset.order)")]
+        assert order == sorted(
+            range(len(conf)),
+            key=lambda k: (-urgency[k], conf[k] if conf[k] is not None else big, chrf[k], k),
+        )
+        assert urgency[order[0]] >= 2
+        page.evaluate("window.scrollTo(0, document.querySelector('nav.controls').offsetTop)")
+        page.screenshot(path=str(SCREENSHOT.with_name("review-first.png")))
 
-            limit = (known[0] + known[-1]) / 2
-            page.fill("#f-conf", f"{limit}")
-            page.check("#f-unsure")
-            assert visible.count() == sum(c is not None and c < limit for c in conf)
-            assert errors == []
-        finally:
-            browser.close()
+        limit = (known[0] + known[-1]) / 2
+        page.fill("#f-conf", f"{limit}")
+        page.check("#f-unsure")
+        assert visible.count() == sum(c is not None and c < limit for c in conf)
+        assert errors == []

@@ -382,11 +382,12 @@ def _bead_view(
 
 def term_how(term: Mapping[str, Any]) -> str:
     """How a record's term got into the output: its ``how`` where the run recorded one
-    (decoded, edited, appended, missing), else decoded if found, missing if not."""
+    (decoded, edited, appended), else decoded if found; missing whenever it is not found
+    (``found`` wins over a ``how`` that disagrees, as in a hand-edited record)."""
+    if not term.get("found"):
+        return "missing"
     how = term.get("how")
-    if how:
-        return str(how)
-    return "decoded" if term.get("found") else "missing"
+    return str(how) if how and how != "missing" else "decoded"
 
 
 def _record_how(
