@@ -252,6 +252,11 @@ def test_score_run_writes_scores_that_sacrebleu_reproduces(tmp_path):
     expected = sacrebleu_expected(run / "aligned.ref.txt", run / "aligned.hyp.txt", 1)
     assert table_rows(format_scores(result, 1)) == expected
     assert saved["reproduce"] == "sacrebleu aligned.ref.txt -i aligned.hyp.txt -m bleu chrf ter"
+    # The second command prints chrF2++ (the first cannot): run it as written.
+    command = saved["reproduce_chrf++"].split()
+    assert command[:4] == ["sacrebleu", "aligned.ref.txt", "-i", "aligned.hyp.txt"]
+    printed = sacrebleu_cli(run / command[1], run / command[3], *command[4:], "-w", "1")
+    assert printed == {"chrF2++": expected["chrF2++"]}
 
     # Issue 14 added keys beside these three (how the terms got there, lemma-tolerant
     # success, consistency); the three keep their values.

@@ -44,7 +44,8 @@ Token sequences of renderings marked "avoid" are also blocked the way
 Cost. The model work is that of beam search with the same beam; the extra is per step
 ``O(k · C)`` candidate scores gathered for ``C`` constraint tokens and, per candidate, the
 judge's look at the end of its text (the hits far from the end are reused from the
-parent). Measured on the corpus it is reported by ``eval/bench_constraints.py``.
+parent). ``eval/bench_backends.py`` measures it on the corpus (``--terms off`` beside
+``--terms hard``, time per generated token), and ``eval/terms_cost.py`` what it changes.
 """
 
 from __future__ import annotations

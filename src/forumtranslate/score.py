@@ -3,7 +3,9 @@
 Why sacrebleu and nothing of our own: a score is only worth reporting if anyone can
 reproduce it, so every number here is sacrebleu's, printed with sacrebleu's signature, and
 a run writes the exact segment files (``aligned.hyp.txt``, ``aligned.ref.txt``) on which
-``sacrebleu aligned.ref.txt -i aligned.hyp.txt -m bleu chrf ter`` prints the same numbers.
+``sacrebleu aligned.ref.txt -i aligned.hyp.txt -m bleu chrf ter`` prints the same BLEU, chrF2
+and TER, and ``sacrebleu aligned.ref.txt -i aligned.hyp.txt -m chrf --chrf-word-order 2``
+the same chrF2++ (``scores.json`` keeps the two commands: ``reproduce``, ``reproduce_chrf++``).
 
 In a run, the segments scored are the alignment's beads: a bead's machine sentences joined
 by a space against its reference sentences joined by a space. Null beads stay in: a 1-0
@@ -271,6 +273,7 @@ def score_run(run_dir: Path, align_config: AlignConfig | None = None) -> dict[st
         },
         "files": {"hyp": HYP_FILE, "ref": REF_FILE},
         "reproduce": f"sacrebleu {REF_FILE} -i {HYP_FILE} -m bleu chrf ter",
+        "reproduce_chrf++": f"sacrebleu {REF_FILE} -i {HYP_FILE} -m chrf --chrf-word-order 2",
     }
     write_atomic(run_dir / "scores.json", json.dumps(result, ensure_ascii=False, indent=1) + "\n")
     return result
