@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from forumtranslate import ct2 as backend
 from forumtranslate.cli import main
 from forumtranslate.errors import ForumTranslateError
-from forumtranslate.glossary import check_terms, contains_form, load_glossary
+from forumtranslate.glossary import check_terms, load_glossary
 from forumtranslate.records import TermMatch
 from forumtranslate.run import JOURNAL_FILE, RunConfig, make_translator, run
 from forumtranslate.segment import segment_text
@@ -244,56 +244,6 @@ def test_without_constraints_the_terms_are_missed(
     assert not any(check_terms(text, terms))
 
 
-def english_piece(translator: backend.CT2Translator, sentence: str) -> backend._Piece:
-    ids = translator.model.tokenizer(sentence)["input_ids"]
-    source = translator.model.tokenizer.convert_ids_to_tokens(ids)
-    terms = tuple(load_glossary(GLOSSARY).find_terms(sentence))
-    return backend._Piece(sentence, source, terms, limit=100)
-
-
-@pytest.mark.parametrize("family", ["marian", "nllb"])
-def test_an_avoided_rendering_is_replaced_by_the_approved_term(
-    ct2_models: dict, family: str
-) -> None:
-    translator = backend.CT2Translator(ct2_models[family])
-    piece = english_piece(translator, "経済安全保障が重要だ。")
-    assert [t.target for t in piece.terms] == ["economic security"]
-    assert "economic safety" in piece.terms[0].avoid
-    tokens = list(translator.target_tokens("the economic safety matters"))
-    result = translator.enforce_terms(piece, tokens, attention=None)
-    assert result.text == "the economic security matters"
-
-
-@pytest.mark.parametrize("family", ["marian", "nllb"])
-def test_an_existing_term_is_kept_whole_when_another_goes_in(ct2_models: dict, family: str) -> None:
-    """A term the model wrote is never split by an insertion, wherever attention points."""
-    translator = backend.CT2Translator(ct2_models[family])
-    piece = english_piece(translator, "経済安全保障と戦略的自律性")
-    assert [t.entry_id for t in piece.terms] == ["economic-security", "strategic-autonomy"]
-    tokens = list(translator.target_tokens("we need economic security now"))
-    middle = tokens.index("▁security")
-    [autonomy] = sorted(translator._source_span(piece, piece.terms[1]))[-1:]
-    attention = [[0.0] * len(piece.source) for _ in tokens]
-    for row in attention:  # every target token looks at 戦略的自律性, "security" most
-        row[autonomy] = 1.0
-    attention[middle][autonomy] = 5.0
-    result = translator.enforce_terms(piece, tokens, attention)
-    assert all(check_terms(result.text, piece.terms)), result.text
-    assert "economic security" in result.text
-
-
-@pytest.mark.parametrize("family", ["marian", "nllb"])
-def test_a_term_outside_the_vocabulary_still_comes_out(ct2_models: dict, family: str) -> None:
-    """The last fallback adds the form as text when its tokens cannot spell it."""
-    translator = backend.CT2Translator(ct2_models[family])
-    piece = english_piece(translator, "経済安全保障が重要だ。")
-    odd = dataclasses.replace(piece.terms[0], target="ʘeconomic", allowed=("ʘeconomic",))
-    piece = dataclasses.replace(piece, terms=(odd,))
-    tokens = list(translator.target_tokens("it matters"))
-    result = translator.enforce_terms(piece, tokens, attention=None)
-    assert contains_form(result.text, "ʘeconomic") and all(check_terms(result.text, [odd]))
-
-
 # -- the run folder -----------------------------------------------------------------------
 
 
@@ -342,6 +292,23 @@ def test_run_with_ct2_writes_the_same_records_and_resumes(
     assert resumed.resumed > 0 and resumed.translated_now == resumed.sentences - resumed.resumed
     for name in OUTPUTS:
         assert (broken / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_a_run_translates_alike_on_both_backends_with_terms_off(
+    ct2_home: Path, tiny_marian: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """Terms off, float32, greedy: the two backends' runs hold the same translations,
+    sentence by sentence (the values, not only the records' shape)."""
+    ct2_run, transformers_run = tmp_path / "ct2", tmp_path / "transformers"
+    run(ct2_config(tiny_marian, small_corpus, ct2_run, terms="off", beam_size=1))
+    config = ct2_config(tiny_marian, small_corpus, transformers_run, terms="off", beam_size=1)
+    run(dataclasses.replace(config, backend="transformers"))
+    ct2_records, transformers_records = read_records(ct2_run), read_records(transformers_run)
+    assert len(ct2_records) > 10
+    assert [r["translation"] for r in ct2_records] == [
+        r["translation"] for r in transformers_records
+    ]
+    assert len({r["translation"] for r in ct2_records}) > len(ct2_records) // 2
 
 
 def test_cli_run_with_ct2(

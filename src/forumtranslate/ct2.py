@@ -67,7 +67,6 @@ the same alone or in any batch; with a beam, a sentence that runs into its lengt
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 import math
@@ -82,7 +81,6 @@ from typing import Any
 
 from forumtranslate.confidence import Confidence, combine, summarise
 from forumtranslate.errors import ForumTranslateError, ModelNotAvailableError
-from forumtranslate.glossary import TermMatcher, check_terms
 from forumtranslate.models import (
     CAUSAL_TYPES,
     NLLB_SOURCE_LANG,
@@ -92,6 +90,7 @@ from forumtranslate.models import (
 )
 from forumtranslate.records import TermMatch
 from forumtranslate.shortlist import VMAP_FILE, Shortlist, build_shortlist
+from forumtranslate.termedit import Hypothesis, SourcePiece, TermEditor
 from forumtranslate.translate import (
     DecodingOptions,
     Translation,
@@ -99,7 +98,6 @@ from forumtranslate.translate import (
     plain_how,
     split_to_fit,
 )
-from forumtranslate.wordpieces import PieceText
 
 # Decoder-only families CTranslate2 converts and decodes as transformers does (greedy parity
 # tested for qwen3 and llama; qwen2 and mistral share their converters' layouts).
@@ -437,27 +435,6 @@ def from_run_config(config: Any) -> CT2Translator:
     return CT2Translator(model, config.decoding)
 
 
-@dataclass
-class _Piece:
-    """One piece of a sentence on its way through the decoder."""
-
-    text: str  # the Japanese
-    source: list[str]  # its source tokens, special tokens included
-    terms: tuple[TermMatch, ...]  # empty with --terms off
-    limit: int  # target tokens, the target-language token excluded
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """A piece's English: the target tokens and their text (which the run records), and
-    per term how it got there (``translate.Translation``)."""
-
-    tokens: tuple[str, ...]
-    text: str
-    how: tuple[str, ...] = ()
-    decoded: tuple[str, ...] = ()  # the decoder's own tokens, before any term edit
-
-
 class CT2Translator(Translator):
     """MarianMT and NLLB through CTranslate2, with the glossary enforced as described above."""
 
@@ -465,10 +442,7 @@ class CT2Translator(Translator):
         self.model = model
         self.options = options or DecodingOptions()
         self.max_input_tokens = self.options.max_input_tokens or model.max_input_tokens
-        self._target_tokens: dict[str, tuple[str, ...]] = {}
-        self._special = set(model.tokenizer.all_special_tokens)
-        self.pieces = PieceText.from_tokenizer(model.tokenizer)
-        self._ids: dict[str, int] = {}
+        self.editor = TermEditor(model.tokenizer)
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -479,37 +453,14 @@ class CT2Translator(Translator):
     def _count_one(self, text: str) -> int:
         return self.count_tokens([text])[0]
 
-    def _id(self, token: str) -> int:
-        if token not in self._ids:
-            self._ids[token] = self.model.tokenizer.convert_tokens_to_ids(token)
-        return self._ids[token]
-
     def target_tokens(self, text: str) -> tuple[str, ...]:
-        """``text`` as target-side pieces, a word sequence that starts a new word (with the
-        leading space where the tokenizer spells one, as byte-level BPE does)."""
-        if text not in self._target_tokens:
-            tokenizer = self.model.tokenizer
-            ids: list[int] = []
-            for variant in (text, " " + text):
-                ids = tokenizer(text_target=variant, add_special_tokens=False)["input_ids"]
-                if ids and not self.pieces.glue[ids[0]]:
-                    break
-            self._target_tokens[text] = tuple(tokenizer.convert_ids_to_tokens(ids))
-        return self._target_tokens[text]
+        return self.editor.target_tokens(text)
 
     def detokenize(self, tokens: Sequence[str]) -> str:
-        """The text of target tokens, decoded as the transformers backend decodes ids."""
-        tokenizer = self.model.tokenizer
-        ids = tokenizer.convert_tokens_to_ids(list(tokens))
-        return tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return self.editor.detokenize(tokens)
 
     def is_glue(self, token: str) -> bool:
-        """Whether ``token`` continues the previous word (``wordpieces``' rule, the one the
-        transformers backend uses)."""
-        if token in self._special:
-            return False
-        i = self._id(token)
-        return 0 <= i < len(self.pieces.glue) and self.pieces.glue[i]
+        return self.editor.is_glue(token)
 
     # -- decoding -------------------------------------------------------------------------
 
@@ -551,7 +502,7 @@ class CT2Translator(Translator):
             limit = math.ceil(options.length_ratio * len(ids)) + options.length_extra
             limit -= 1 if self.model.eos_at_limit else 0
             pieces.append(
-                _Piece(
+                SourcePiece(
                     text, tokenizer.convert_ids_to_tokens(ids), tuple(found) if hard else (), limit
                 )
             )
@@ -590,7 +541,7 @@ class CT2Translator(Translator):
         return out
 
     def _generate(
-        self, pieces: Sequence[_Piece], attention: bool
+        self, pieces: Sequence[SourcePiece], attention: bool
     ) -> list[tuple[list[str], list[list[float]] | None]]:
         """Decode the batch in ``inter_threads`` parts that CTranslate2 runs in parallel.
 
@@ -629,176 +580,11 @@ class CT2Translator(Translator):
                 out[i] = (tokens, result.attention[0][len(lang) :] if attention else None)
         return out
 
-    # -- hard constraints -----------------------------------------------------------------
-
     def enforce_terms(
-        self, piece: _Piece, tokens: list[str], attention: list[list[float]] | None
+        self, piece: SourcePiece, tokens: list[str], attention: list[list[float]] | None
     ) -> Hypothesis:
-        """The hypothesis with every term of ``piece`` in it, checked by ``check_terms``."""
-        text = self.detokenize(tokens)
-        found = check_terms(text, piece.terms)
-        entries = {m.entry_id: m for m in piece.terms}
-        avoided = [
-            (span, entries[entry_id])
-            for entry_id in entries
-            for form in entries[entry_id].avoid
-            for span in self._find(tokens, form, exact=True)
-        ]
-        if all(found) and not avoided:
-            return Hypothesis(tuple(tokens), text, ("decoded",) * len(found))
-        occupied = [
-            span for m in piece.terms for form in _allowed(m) for span in self._find(tokens, form)
-        ]
-        missing = [m for m, ok in zip(piece.terms, found) if not ok]
-        edits: list[tuple[int, int, int, TermMatch]] = []  # start, end, order, term
-        for (start, end), match in sorted(avoided, key=lambda item: item[0]):
-            if any(start < b and end > a for a, b in occupied):
-                continue
-            edits.append((start, end, len(edits), match))
-            occupied.append((start, end))
-            if match in missing:
-                missing.remove(match)
-        boundaries = [i for i in range(len(tokens) + 1) if self._is_boundary(tokens, i)]
-        weights = None
-        if missing and attention:
-            import numpy as np
-
-            weights = np.asarray(attention[: len(tokens)], dtype=np.float32)
-        for match in missing:
-            start, end = self._place(piece, match, tokens, weights, boundaries, occupied)
-            edits.append((start, end, len(edits), match))
-            occupied.append((start, end))
-        edited = self._apply(tokens, edits)
-        text = self.detokenize(edited)
-        how = tuple("decoded" if ok else "edited" for ok in found)
-        if all(check_terms(text, piece.terms)) and not self._avoided_in(text, piece):
-            return Hypothesis(tuple(edited), text, how)
-        # The placement failed the check: the whole hypothesis, then the missing terms.
-        missing = [m for m, ok in zip(piece.terms, found) if not ok]
-        appended = list(tokens) + [t for m in missing for t in self.target_tokens(m.target)]
-        text = self.detokenize(appended)
-        if not all(check_terms(text, piece.terms)):
-            # A term whose tokens do not decode back to it: add it as text.
-            text = " ".join([self.detokenize(tokens), *(m.target for m in missing)]).strip()
-        if not all(check_terms(text, piece.terms)):  # each missing form is now in the text
-            raise AssertionError(f"glossary constraint lost in {text!r}")
-        how = tuple("decoded" if ok else "appended" for ok in found)
-        return Hypothesis(tuple(appended), text, how)
-
-    @staticmethod
-    def _avoided_in(text: str, piece: _Piece) -> bool:
-        return bool(TermMatcher(piece.terms).avoided(text))
-
-    def _apply(self, tokens: list[str], edits: list[tuple[int, int, int, TermMatch]]) -> list[str]:
-        """Replace each edit's tokens by its term's approved form, left to right."""
-        out: list[str] = []
-        cursor = 0
-        for start, end, _order, match in sorted(edits, key=lambda e: (e[0], e[2])):
-            start = max(start, cursor)
-            form = match.target
-            if start == 0 and not out:  # the sentence's first word: capitalised
-                form = form[:1].upper() + form[1:]
-            out += tokens[cursor:start]
-            out += self.target_tokens(form)
-            cursor = max(end, start)
-        return out + tokens[cursor:]
-
-    def _is_boundary(self, tokens: Sequence[str], i: int) -> bool:
-        """Whether a word may start at ``i``: the end, or a token that does not glue."""
-        return i == len(tokens) or not self.is_glue(tokens[i])
-
-    def _find(self, tokens: Sequence[str], form: str, exact: bool = False) -> list[tuple[int, int]]:
-        """Token ranges holding ``form`` as whole words (ignoring case).
-
-        With ``exact``, only ranges whose tokens hold the form and nothing more, so that
-        replacing them removes exactly the form.
-        """
-        # Character offsets of each token in the text the pieces decode to (wordpieces).
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        spans, raw = [], ""
-        for token in tokens:
-            piece = b""
-            if token not in self._special:
-                i = self._id(token)
-                piece = self.pieces.pieces[i] if 0 <= i < len(self.pieces.pieces) else b""
-            start = len(raw)
-            raw += decoder.decode(piece)
-            spans.append((start, len(raw)))
-        words = [re.escape(word) for word in form.split()]
-        if not words:
-            return []
-        pattern = r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)"
-        ranges = []
-        for hit in re.finditer(pattern, raw, re.IGNORECASE):
-            covered = [i for i, (a, b) in enumerate(spans) if a < hit.end() and b > hit.start()]
-            if not covered:
-                continue
-            first, last = covered[0], covered[-1] + 1
-            if exact and raw[spans[first][0] : spans[last - 1][1]].strip() != hit.group():
-                continue
-            ranges.append((first, last))
-        return ranges
-
-    def _place(
-        self,
-        piece: _Piece,
-        match: TermMatch,
-        tokens: list[str],
-        weights: Any,
-        boundaries: list[int],
-        occupied: list[tuple[int, int]],
-    ) -> tuple[int, int]:
-        """Where a missing term goes: the (start, end) of the tokens its form replaces.
-
-        ``weights`` is the attention, target tokens × source tokens. The target position
-        attending most to the term's source tokens is where the model rendered it; the form
-        goes at the start of that word and replaces the run of tokens whose strongest
-        attention is on the term (at most the form's length + 2, then to the end of the
-        word). Ranges that hold a term, or are being replaced, are left whole.
-        """
-        import numpy as np
-
-        n = len(tokens)
-        if n == 0:
-            return 0, 0
-        source_ids = sorted(self._source_span(piece, match))
-        if weights is not None and source_ids and weights.shape[0] == n:
-            peak = int(weights[:, source_ids].sum(axis=1).argmax())  # the first, if tied
-            aligned = np.isin(weights.argmax(axis=1), source_ids).tolist()
-        else:  # no attention: where the term sits in the source, proportionally
-            peak = min(n - 1, n * match.start // max(1, len(piece.text)))
-            aligned = [False] * n
-        before = [b for b in boundaries if b <= peak]
-        start = before[-1] if before else min(b for b in boundaries if b >= peak)
-        last, cap = peak, peak + len(self.target_tokens(match.target)) + 2
-        while last < min(n, cap) and aligned[last]:
-            last += 1
-        end = min(b for b in boundaries if b >= last) if last > peak else start
-        for a, b in sorted(occupied):  # never inside a term's range: after it
-            if a < start < b:
-                start = b
-        end = max(end, start)
-        for a, b in sorted(occupied):  # and never over one
-            if start < b and end > a:
-                end = max(start, a)
-        return start, end
-
-    def _source_span(self, piece: _Piece, match: TermMatch) -> set[int]:
-        """Source token indices that cover the term's characters.
-
-        Pieces are counted without their "▁", so offsets are taken without whitespace; the
-        tokenizer's normalisation can shift them by a character, which moves the placement,
-        never the guarantee.
-        """
-        start = len(re.sub(r"\s", "", piece.text[: match.start]))
-        end = start + len(re.sub(r"\s", "", match.source))
-        position, covered = 0, set()
-        for j, token in enumerate(piece.source):
-            text = "" if token in self._special else token.replace("▁", "")
-            if text and position < end and position + len(text) > start:
-                covered.add(j)
-            position += len(text)
-        return covered
+        """The hypothesis with every term of ``piece`` in it (``termedit``)."""
+        return self.editor.enforce(piece, tokens, attention)
 
     def signature(self) -> dict[str, Any]:
         signature: dict[str, Any] = {
@@ -816,7 +602,3 @@ class CT2Translator(Translator):
         if self.model.weights is not None:  # weights from another commit than `revision`
             signature["weights"] = self.model.weights
         return signature
-
-
-def _allowed(match: TermMatch) -> tuple[str, ...]:
-    return match.allowed or (match.target,)

@@ -2,9 +2,9 @@
 
 What this module holds is loading-free glue: the prompt comes from ``causal.Prompter`` (the
 transformers path's), the converted model from ``ct2.load_ct2_model`` (a ``Generator`` for
-these families), the term editing from ``ct2.CT2Translator.enforce_terms``. The Generator
+these families), the term editing from ``termedit.TermEditor.enforce``. The Generator
 returns no attention, so a missing term is placed where the term stands in the sentence,
-proportionally (``CT2Translator._place``'s fallback); the guarantee is unchanged. The answer
+proportionally (``TermEditor.place``'s fallback); the guarantee is unchanged. The answer
 is read by ``causal.clean_translation``; a term the cleaning removes is appended, and says so.
 
 Not supported here: ``--context`` (the prompt's preceding sentences), which needs the
@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from forumtranslate.causal import Prompter, PromptTemplate, clean_translation, stop_ids
-from forumtranslate.ct2 import CT2Model, CT2Translator, Hypothesis, _Piece
+from forumtranslate.ct2 import CT2Model, CT2Translator
 from forumtranslate.errors import ForumTranslateError
 from forumtranslate.glossary import check_terms
 from forumtranslate.records import TermMatch
+from forumtranslate.termedit import Hypothesis, SourcePiece
 from forumtranslate.translate import DecodingOptions
 
 
@@ -59,7 +60,7 @@ class CT2CausalTranslator(CT2Translator):
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             limit = math.ceil(options.length_ratio * n) + options.length_extra
             pieces.append(
-                _Piece(
+                SourcePiece(
                     text, tokenizer.convert_ids_to_tokens(ids), tuple(found) if hard else (), limit
                 )
             )
@@ -76,7 +77,7 @@ class CT2CausalTranslator(CT2Translator):
             hypotheses.append(self._cleaned(piece, hypothesis))
         return hypotheses
 
-    def _cleaned(self, piece: _Piece, hypothesis: Hypothesis) -> Hypothesis:
+    def _cleaned(self, piece: SourcePiece, hypothesis: Hypothesis) -> Hypothesis:
         """The answer without chatter; a term that went with the chatter is appended."""
         text = clean_translation(hypothesis.text)
         if not piece.terms:
@@ -88,7 +89,9 @@ class CT2CausalTranslator(CT2Translator):
         how = tuple(h if hit else "appended" for h, hit in zip(hypothesis.how, ok))
         return Hypothesis(hypothesis.tokens, text.strip(), how)
 
-    def _generate_from(self, prompts: list[list[int]], pieces: list[_Piece]) -> list[list[str]]:
+    def _generate_from(
+        self, prompts: list[list[int]], pieces: list[SourcePiece]
+    ) -> list[list[str]]:
         """One ``generate_batch`` over the prompts; the tokens after each prompt."""
         tokenizer = self.model.tokenizer
         stops = [self.eos_id, *self.other_stops]
