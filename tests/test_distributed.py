@@ -28,11 +28,11 @@ from forumtranslate.distributed import (
 )
 from forumtranslate.errors import ForumTranslateError, InputError
 from forumtranslate.glossary import load_glossary
-from forumtranslate.run import JOURNAL_FILE, prepare_sources, run
+from forumtranslate.run import JOURNAL_FILE, make_translator, prepare_sources, run
 from forumtranslate.storage import hold_folder
 
 from .conftest import DATA, GLOSSARY
-from .test_run import config_for, read_records
+from .test_run import CrashAfter, config_for, read_records
 
 NOT_COMPARED = {JOURNAL_FILE, SHARD_DIR}  # each engine's own resume state
 
@@ -251,3 +251,42 @@ def test_a_busy_run_folder_is_refused_before_ray_starts(
     with hold_folder(out), pytest.raises(ForumTranslateError, match="another forumtranslate run"):
         run_ray(config_for(tiny_marian, small_corpus, out), RayOptions(actors=1))
     assert not (out / SHARD_DIR).exists()
+
+
+@pytest.mark.slow
+def test_each_engine_resumes_what_the_other_began(
+    ray_cluster: object, tiny_marian: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """A local run stopped after two batches is finished by the Ray engine, and a Ray run
+    stopped after two shards by the local engine; each without redoing the other's work,
+    and each ends with the files of a run that was never stopped."""
+    whole = tmp_path / "whole" / "run"  # same folder name everywhere: the review page shows it
+    run(config_for(tiny_marian, small_corpus, whole))
+    options = RayOptions(actors=1, shard_sentences=1)  # a shard per planned batch
+
+    begun_locally = tmp_path / "local-first" / "run"
+    config = config_for(tiny_marian, small_corpus, begun_locally)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, translator=CrashAfter(make_translator(config), batches=2))
+    journal = [json.loads(line) for line in (begun_locally / JOURNAL_FILE).read_text().splitlines()]
+    by_local = sum(len(entry["data"]["indices"]) for entry in journal)
+    finished = run_ray(config, options)
+    assert finished.resumed == by_local > 0
+    assert finished.translated_now == finished.sentences - by_local
+    assert run_files(begun_locally) == run_files(whole)
+
+    begun_on_ray = tmp_path / "ray-first" / "run"
+    config = config_for(tiny_marian, small_corpus, begun_on_ray)
+    written: list[int] = []
+
+    def crash_after_two(step: int, done: int) -> None:
+        written.append(step)
+        if len(written) == 2:
+            raise KeyboardInterrupt("simulated crash")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_ray(config, options, progress=crash_after_two)
+    finished = run(config)
+    assert finished.resumed == sum(written) > 0
+    assert finished.translated_now == finished.sentences - finished.resumed
+    assert run_files(begun_on_ray) == run_files(whole)

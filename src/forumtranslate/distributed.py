@@ -22,8 +22,12 @@ our own. The stages and where they run:
 Because the segments, the glossary matches, the batches and the record builder are the
 local engine's own (``run.prepare_sources``' steps, ``plan_batches``,
 ``run.translation_records``), both engines write the same files byte for byte, and
-``run.json`` holds only engine-independent settings, so one can resume what the other began.
-A finished shard is never redone: a restart translates only the shards that have no file.
+``run.json`` holds only engine-independent settings. Each engine resumes what the other
+began: the local engine takes the batches of Ray's finished shard files into its journal
+(``batches_from_shards``), and the Ray engine writes as shard files the shards whose
+batches the local engine's journal holds (``write_shards_from_journal``); a shard only
+partly in the journal is translated again whole. A finished shard is never redone: a
+restart translates only the shards that have no file.
 """
 
 from __future__ import annotations
@@ -44,10 +48,12 @@ from forumtranslate.errors import ForumTranslateError, InputError
 from forumtranslate.glossary import Glossary, load_glossary
 from forumtranslate.records import Bead, Document, DocumentInfo, Segment, TermMatch
 from forumtranslate.run import (
+    JOURNAL_FILE,
     RunConfig,
     RunResult,
     SourceSentence,
     check_out_dir,
+    check_plan,
     check_references,
     make_translator,
     open_run_folder,
@@ -56,7 +62,7 @@ from forumtranslate.run import (
     write_translations,
 )
 from forumtranslate.segment import segment_document
-from forumtranslate.storage import hold_folder, remove_stale_temporaries, replacing
+from forumtranslate.storage import Journal, hold_folder, remove_stale_temporaries, replacing
 
 INPUT_FORMATS = ("auto", "data", "folder", "jsonl", "parquet", "hf")
 SHARD_DIR = "shards"
@@ -603,6 +609,75 @@ def finished_shards(folder: Path, shards: Sequence[Shard], settings_sha256: str)
     return done
 
 
+def batches_from_shards(
+    folder: Path, batches: Sequence[Sequence[int]], settings: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The planned batches that finished shard files of a run with ``settings`` hold, in
+    the local engine's journal form: how the local engine resumes a folder Ray began.
+
+    A shard's batches are read whole or not at all; a file of other settings, or one that
+    cannot be read, gives nothing (its sentences are translated again).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    settings_sha256 = _hash(settings)
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob("shard-*.parquet")):
+        try:
+            metadata = json.loads((pq.read_schema(path).metadata or {})[SHARD_METADATA_KEY])
+            rows = pq.read_table(path).to_pylist()
+        except (OSError, KeyError, ValueError, pa.ArrowException):
+            continue
+        if metadata.get("settings_sha256") != settings_sha256:
+            continue
+        by_position = {row["position"]: row for row in rows}
+        first, last = metadata["batches"]
+        for number in range(first, min(last, len(batches) - 1) + 1):
+            members = [by_position.get(i) for i in batches[number]]
+            if any(row is None for row in members):
+                continue
+            found[str(number)] = {
+                "indices": list(batches[number]),
+                "translations": [row["translation"] for row in members],
+                "how": [[str(t.get("how") or "") for t in row["terms"] or ()] for row in members],
+                "confidence": [row["confidence"] for row in members],
+            }
+    return found
+
+
+def write_shards_from_journal(
+    folder: Path,
+    shards: Sequence[Shard],
+    journal: dict[str, Any],
+    sources: Sequence[SourceSentence],
+    settings_sha256: str,
+) -> set[int]:
+    """Write, from the local engine's journal, every shard whose batches it holds all of:
+    how the Ray engine resumes a folder the local engine began. Returns their numbers."""
+    written = set()
+    for shard in shards:
+        if not all(str(b) in journal for b in shard.batches):
+            continue
+        outputs: dict[int, tuple[str, list[str], Any]] = {}
+        for b in shard.batches:
+            unit = journal[str(b)]
+            for k, i in enumerate(unit["indices"]):
+                outputs[i] = (unit["translations"][k], unit["how"][k], unit["confidence"][k])
+        ordered = [outputs[i] for i in shard.positions]
+        write_shard(
+            folder,
+            shard,
+            sources,
+            [text for text, _, _ in ordered],
+            settings_sha256,
+            [Confidence.from_json(scored) for _, _, scored in ordered],
+            [how for _, how, _ in ordered],
+        )
+        written.add(shard.number)
+    return written
+
+
 def _foreign(path: Path) -> ForumTranslateError:
     return ForumTranslateError(
         "is not a shard this run plans (written by another run, or with another shard "
@@ -799,6 +874,14 @@ def run_ray(
         shards = plan_shards(batches, options.shard_sentences)
         settings_sha256 = _hash(settings)
         done = finished_shards(folder, shards, settings_sha256)
+        journal = Journal(out_dir / JOURNAL_FILE)
+        begun_locally = journal.load()  # a folder the local engine began: its batches count
+        if begun_locally:
+            check_plan(journal, begun_locally, batches)
+            pending_shards = [s for s in shards if s.number not in done]
+            done |= write_shards_from_journal(
+                folder, pending_shards, begun_locally, sources, settings_sha256
+            )
         resumed = sum(len(s.positions) for s in shards if s.number in done)
         bar.start(len(sources), resumed)
         translated_now = 0

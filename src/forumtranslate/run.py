@@ -215,7 +215,7 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return changed
 
 
-def _check_plan(journal: Journal, done: dict[str, Any], batches: list[list[int]]) -> None:
+def check_plan(journal: Journal, done: dict[str, Any], batches: list[list[int]]) -> None:
     """Journal units must be this run's batches; anything else was written by another run."""
     for unit, data in done.items():
         number = int(unit) if unit.isdigit() else -1
@@ -375,7 +375,14 @@ def run(
         done = journal.load()
         texts = [s.segment.text for s in sources]
         batches = translator.plan_batches(texts)
-        _check_plan(journal, done, batches)
+        check_plan(journal, done, batches)
+        if (out_dir / "shards").is_dir():  # a folder the Ray engine began: its shards count
+            from forumtranslate.distributed import batches_from_shards
+
+            for unit, data in batches_from_shards(out_dir / "shards", batches, settings).items():
+                if unit not in done:
+                    journal.append(unit, data)
+                    done[unit] = data
         resumed = sum(len(batches[int(unit)]) for unit in done)
         translated_now = 0
         bars = nullcontext(progress) if progress else _progress_bar(len(sources), resumed)
