@@ -128,8 +128,9 @@ def test_float32_confidence_is_the_transformers_one(
     ct2_models: dict, loaded_models: dict, family: str
 ) -> None:
     """Two scorers, CTranslate2's ``score_batch`` and a torch forward pass, give the same
-    log-probabilities for the same greedy output."""
-    options = DecodingOptions(beam_size=1, terms="off")
+    log-probabilities for the same greedy output (over the whole vocabulary: the models of
+    ``ct2_models`` have no shortlist)."""
+    options = DecodingOptions(beam_size=1, terms="off", shortlist=0)
     sources = [*corpus_sentences("panel-1", 4), "ＡＩと\u200b半導体\t（試行）"]
     none = [[] for _ in sources]
     ours = backend.CT2Translator(ct2_models[family], options).translate_batch_scored(sources, none)
