@@ -681,7 +681,9 @@ def align_document(
     ref: Sequence[str],
     config: AlignConfig | None = None,
 ) -> list[Bead]:
-    """Align one document's translation records with its reference sentences."""
+    """Align one document's translation records, in any order (they are put in the order
+    of their ``index``), with its reference sentences. Both engines align through here."""
+    records = sorted(records, key=lambda r: int(r["index"]))
     hyp = [str(r["translation"]) for r in records]
     src = [str(r["source"]) for r in records]
     terms = [[t["target"] for t in r.get("terms") or () if t.get("target")] for r in records]
@@ -717,7 +719,6 @@ def align_run(
     data_dir = Path(data_dir) if data_dir is not None else run_data_dir(run_dir)
     beads: list[Bead] = []
     for doc_id, records in _group_by_doc(read_translations(run_dir)).items():
-        records = sorted(records, key=lambda r: int(r["index"]))
         ref_ids, ref = reference_sentences(data_dir, doc_id)
         beads.extend(align_document(doc_id, records, ref_ids, ref, config))
     write_beads(run_dir / "alignment.jsonl", beads)

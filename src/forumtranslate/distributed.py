@@ -55,13 +55,13 @@ from forumtranslate.run import (
     check_out_dir,
     check_plan,
     check_references,
+    document_sources,
     make_translator,
     open_run_folder,
     run_settings,
     translation_records,
     write_translations,
 )
-from forumtranslate.segment import segment_document
 from forumtranslate.storage import Journal, hold_folder, remove_stale_temporaries, replacing
 
 INPUT_FORMATS = ("auto", "data", "folder", "jsonl", "parquet", "hf")
@@ -278,8 +278,9 @@ def segment_block(table: Any, glossary: Glossary) -> Any:
         table.column("text").to_pylist(),
     ):
         document = Document(DocumentInfo(doc_id, "", "", "", "", ""), text, doc_id)
-        for position, segment in enumerate(segment_document(document, "ja")):
-            terms = [_term_to_json(t) for t in glossary.find_terms(segment.text)]
+        for position, source in enumerate(document_sources(document, glossary)):
+            segment = source.segment
+            terms = [_term_to_json(t) for t in source.terms]
             for name, value in (
                 ("order", order),
                 ("position", position),

@@ -35,7 +35,7 @@ from forumtranslate.glossary import (
     load_glossary,
     unspellable_forms,
 )
-from forumtranslate.records import Segment, TermMatch
+from forumtranslate.records import Document, Segment, TermMatch
 from forumtranslate.segment import segment_document
 from forumtranslate.storage import (
     Journal,
@@ -119,13 +119,22 @@ def default_out_dir(config_model: str, decoding: DecodingOptions) -> Path:
 
 def prepare_sources(data_dir: Path, glossary: Glossary) -> list[SourceSentence]:
     """Every segment of every manifest document, in corpus order, with its terms."""
-    sources = []
-    for document in load_documents(data_dir, "ja"):
-        for segment in segment_document(document, "ja"):
-            sources.append(SourceSentence(segment, tuple(glossary.find_terms(segment.text))))
+    sources = [
+        source
+        for document in load_documents(data_dir, "ja")
+        for source in document_sources(document, glossary)
+    ]
     if not sources:
         raise ForumTranslateError("the corpus has no sentences to translate", data_dir)
     return sources
+
+
+def document_sources(document: Document, glossary: Glossary) -> list[SourceSentence]:
+    """One document's segments with their glossary terms: what both engines translate."""
+    return [
+        SourceSentence(segment, tuple(glossary.find_terms(segment.text)))
+        for segment in segment_document(document, "ja")
+    ]
 
 
 def preceding(sources: Sequence[SourceSentence], index: int, count: int) -> list[str]:
