@@ -79,7 +79,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from forumtranslate.confidence import Confidence, combine, summarise
+from forumtranslate.confidence import Confidence, summarise
 from forumtranslate.errors import ForumTranslateError, ModelNotAvailableError
 from forumtranslate.models import (
     CAUSAL_TYPES,
@@ -93,10 +93,9 @@ from forumtranslate.shortlist import VMAP_FILE, Shortlist, build_shortlist
 from forumtranslate.termedit import Hypothesis, SourcePiece, TermEditor
 from forumtranslate.translate import (
     DecodingOptions,
+    ModelTranslator,
     Translation,
-    Translator,
     plain_how,
-    split_to_fit,
 )
 
 # Decoder-only families CTranslate2 converts and decodes as transformers does (greedy parity
@@ -435,7 +434,7 @@ def from_run_config(config: Any) -> CT2Translator:
     return CT2Translator(model, config.decoding)
 
 
-class CT2Translator(Translator):
+class CT2Translator(ModelTranslator):
     """MarianMT and NLLB through CTranslate2, with the glossary enforced as described above."""
 
     def __init__(self, model: CT2Model, options: DecodingOptions | None = None):
@@ -446,12 +445,9 @@ class CT2Translator(Translator):
 
     # -- tokens ---------------------------------------------------------------------------
 
-    def count_tokens(self, sources: Sequence[str]) -> list[int]:
-        encoded = self.model.tokenizer(list(sources), add_special_tokens=True)["input_ids"]
-        return [len(ids) for ids in encoded]
-
-    def _count_one(self, text: str) -> int:
-        return self.count_tokens([text])[0]
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
 
     def target_tokens(self, text: str) -> tuple[str, ...]:
         return self.editor.target_tokens(text)
@@ -464,31 +460,17 @@ class CT2Translator(Translator):
 
     # -- decoding -------------------------------------------------------------------------
 
-    def translate_batch(
-        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
-    ) -> list[str]:
-        return [t.text for t in self.translate_batch_terms(sources, terms)]
-
-    def translate_batch_terms(
-        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+    def translate_pieces(
+        self,
+        texts: list[str],
+        terms: Sequence[Sequence[TermMatch]],
+        context: Sequence[Sequence[str]] = (),
     ) -> list[Translation]:
-        pieces = [
-            piece
-            for i, (text, found) in enumerate(zip(sources, terms))
-            for piece in split_to_fit(text, found, self._count_one, self.max_input_tokens, i)
-        ]
-        hypotheses = self._decode([p.text for p in pieces], [p.terms for p in pieces])
-        scored = self._confidence([p.text for p in pieces], hypotheses)
-        joined: list[list[str]] = [[] for _ in sources]
-        how: list[list[str]] = [[] for _ in sources]
-        parts: list[list[Confidence | None]] = [[] for _ in sources]
-        for piece, hypothesis, confidence in zip(pieces, hypotheses, scored):
-            joined[piece.sentence].append(hypothesis.text)
-            how[piece.sentence].extend(hypothesis.how or plain_how(hypothesis.text, piece.terms))
-            parts[piece.sentence].append(confidence)
+        hypotheses = self._decode(texts, terms)
+        scored = self._confidence(texts, hypotheses)
         return [
-            Translation(" ".join(part for part in done if part), tuple(h), combine(c))
-            for done, h, c in zip(joined, how, parts)
+            Translation(h.text, h.how or plain_how(h.text, found), confidence)
+            for h, found, confidence in zip(hypotheses, terms, scored)
         ]
 
     def _decode(self, texts: list[str], terms: Sequence[Sequence[TermMatch]]) -> list[Hypothesis]:
@@ -499,8 +481,7 @@ class CT2Translator(Translator):
         for text, ids, found in zip(texts, encoded, terms):
             # The transformers backend's limit without the terms' tokens: ratio × source
             # tokens + extra; a final EOS that the model forces is not a token here.
-            limit = math.ceil(options.length_ratio * len(ids)) + options.length_extra
-            limit -= 1 if self.model.eos_at_limit else 0
+            limit = self.length_limit(len(ids)) - (1 if self.model.eos_at_limit else 0)
             pieces.append(
                 SourcePiece(
                     text, tokenizer.convert_ids_to_tokens(ids), tuple(found) if hard else (), limit

@@ -13,7 +13,6 @@ document order the core's piece path carries only for the transformers backend.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,7 +57,7 @@ class CT2CausalTranslator(CT2Translator):
         pieces, prompts = [], []
         for text, found, n in zip(texts, terms, self.prompter.sentence_tokens(texts)):
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            limit = math.ceil(options.length_ratio * n) + options.length_extra
+            limit = self.length_limit(n)
             pieces.append(
                 SourcePiece(
                     text, tokenizer.convert_ids_to_tokens(ids), tuple(found) if hard else (), limit

@@ -168,6 +168,85 @@ class Translator(ABC):
         return out, scores
 
 
+class ModelTranslator(Translator):
+    """The core every model backend shares; a backend adds model loading and one decode call.
+
+    It owns what does not depend on the engine: counting tokens with the model's tokenizer,
+    cutting a sentence the encoder cannot take into pieces and joining their English again
+    (``split_to_fit``: never inside a term), the length limit, and collecting each term's
+    ``how`` and the confidence per sentence. A backend supplies ``tokenizer``,
+    ``max_input_tokens``, ``signature`` and ``translate_pieces``; term editing for a backend
+    that decodes without constraints is ``termedit``; the word-boundary rule ``wordpieces``.
+    """
+
+    tokenizer: Any
+    max_input_tokens: int
+
+    @abstractmethod
+    def translate_pieces(
+        self,
+        texts: list[str],
+        terms: Sequence[Sequence[TermMatch]],
+        context: Sequence[Sequence[str]],
+    ) -> list[Translation]:
+        """The backend's decode: each piece's English, how its terms got there and the
+        model's confidence. ``terms`` are the piece's (constraints if ``terms`` is hard);
+        ``context`` the preceding sentences, for a backend whose prompt shows them."""
+
+    def translate_batch(
+        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
+    ) -> list[str]:
+        return [t.text for t in self.translate_batch_terms(sources, terms)]
+
+    def translate_batch_terms(
+        self,
+        sources: Sequence[str],
+        terms: Sequence[Sequence[TermMatch]],
+        context: Sequence[Sequence[str]] | None = None,
+    ) -> list[Translation]:
+        """``context``: per source, the preceding sentences of its document, for a backend
+        whose prompt can show them (``causal``); a seq2seq model has no use for it."""
+        limit = self.max_input_tokens
+        pieces = [
+            piece
+            for i, (text, found) in enumerate(zip(sources, terms))
+            for piece in split_to_fit(text, found, self._count_one, limit, i, self._terms_fit)
+        ]
+        done = self.translate_pieces(
+            [p.text for p in pieces],
+            [p.terms for p in pieces],
+            [tuple(context[p.sentence]) if context else () for p in pieces],
+        )
+        joined: list[list[str]] = [[] for _ in sources]
+        how: list[list[str]] = [[] for _ in sources]
+        parts: list[list[Confidence | None]] = [[] for _ in sources]
+        for piece, result in zip(pieces, done):
+            joined[piece.sentence].append(result.text.strip())
+            how[piece.sentence].extend(result.how)
+            parts[piece.sentence].append(result.confidence)
+        return [
+            Translation(" ".join(part for part in texts if part), tuple(h), combine(c))
+            for texts, h, c in zip(joined, how, parts)
+        ]
+
+    def count_tokens(self, sources: Sequence[str]) -> list[int]:
+        encoded = self.tokenizer(list(sources), add_special_tokens=True)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    def _count_one(self, text: str) -> int:
+        """A sentence's own tokens, which the encoder limit applies to (``split_to_fit``)."""
+        return self.count_tokens([text])[0]
+
+    def _terms_fit(self, text: str, terms: Sequence[TermMatch]) -> bool:
+        """Whether the decoder has room for a piece's terms; if not, it is cut further."""
+        return True
+
+    def length_limit(self, source_tokens: int) -> int:
+        """Target tokens a piece may take before its terms' tokens: ``length_ratio`` ×
+        source tokens + ``length_extra``, for every backend (their parity depends on it)."""
+        return math.ceil(self.options.length_ratio * source_tokens) + self.options.length_extra
+
+
 @dataclass(frozen=True)
 class Piece:
     """A part of a source sentence short enough for the encoder, with its terms."""
@@ -267,7 +346,7 @@ class TextJudge:
         return found
 
 
-class TransformersTranslator(Translator):
+class TransformersTranslator(ModelTranslator):
     """MarianMT and NLLB through ``transformers``, decoded step by step with constraints.
 
     With hard terms each batch is decoded as with ``--terms off`` first; a sentence whose
@@ -302,17 +381,14 @@ class TransformersTranslator(Translator):
 
     # -- tokens ---------------------------------------------------------------------------
 
-    def count_tokens(self, sources: Sequence[str]) -> list[int]:
-        encoded = self.loaded.tokenizer(list(sources), add_special_tokens=True)["input_ids"]
-        return [len(ids) for ids in encoded]
+    @property
+    def tokenizer(self) -> Any:
+        return self.loaded.tokenizer
 
     def sentence_tokens(self, sources: Sequence[str]) -> list[int]:
         """Tokens of the sentences themselves, from which the length limits are set (a
         backend that adds a prompt counts it for batching, not here)."""
         return self.count_tokens(sources)
-
-    def _count_one(self, text: str) -> int:
-        return self.count_tokens([text])[0]
 
     def target_ids(self, text: str) -> tuple[int, ...]:
         """Token ids of ``text`` on the target side, as a word sequence that starts a new
@@ -349,43 +425,15 @@ class TransformersTranslator(Translator):
 
     # -- decoding -------------------------------------------------------------------------
 
-    def translate_batch(
-        self, sources: Sequence[str], terms: Sequence[Sequence[TermMatch]]
-    ) -> list[str]:
-        return [t.text for t in self.translate_batch_terms(sources, terms)]
-
-    def translate_batch_terms(
+    def translate_pieces(
         self,
-        sources: Sequence[str],
+        texts: list[str],
         terms: Sequence[Sequence[TermMatch]],
-        context: Sequence[Sequence[str]] | None = None,
+        context: Sequence[Sequence[str]],
     ) -> list[Translation]:
-        """``context``: per source, the preceding sentences of its document, for a backend
-        whose prompt can show them (``causal``); a seq2seq model has no use for it."""
-        limit = self.max_input_tokens
-        pieces = [
-            piece
-            for i, (text, found) in enumerate(zip(sources, terms))
-            for piece in split_to_fit(text, found, self._count_one, limit, i, self._terms_fit)
-        ]
-        texts = [p.text for p in pieces]
-        decoded, token_ids = self._translate_pieces(
-            texts,
-            [p.terms for p in pieces],
-            [tuple(context[p.sentence]) if context else () for p in pieces],
-        )
+        decoded, token_ids = self._translate_pieces(texts, terms, context)
         scored = self._confidence(texts, token_ids)
-        joined: list[list[str]] = [[] for _ in sources]
-        how: list[list[str]] = [[] for _ in sources]
-        parts: list[list[Confidence | None]] = [[] for _ in sources]
-        for piece, result, confidence in zip(pieces, decoded, scored):
-            joined[piece.sentence].append(result.text.strip())
-            how[piece.sentence].extend(result.how)
-            parts[piece.sentence].append(confidence)
-        return [
-            Translation(" ".join(part for part in done if part), tuple(h), combine(c))
-            for done, h, c in zip(joined, how, parts)
-        ]
+        return [replace(t, confidence=c) for t, c in zip(decoded, scored)]
 
     def _confidence(
         self, texts: list[str], token_ids: Sequence[Sequence[int]]
@@ -486,7 +534,7 @@ class TransformersTranslator(Translator):
         ``hard``; a backend whose prompt shows the glossary reads them either way)."""
         import torch
 
-        loaded, options = self.loaded, self.options
+        loaded = self.loaded
         source_lengths = self.sentence_tokens(texts)
         constraints = []
         judges = []
@@ -548,8 +596,7 @@ class TransformersTranslator(Translator):
             min(
                 loaded.max_output_tokens,
                 first
-                + math.ceil(options.length_ratio * n)
-                + options.length_extra
+                + self.length_limit(n)
                 + sum(max(len(alt) for alt in c.alternatives) + 1 for c in cs)
                 + (1 if cs else 0),
             )
