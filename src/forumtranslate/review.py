@@ -46,7 +46,8 @@ from forumtranslate.glossary import (
     check_terms,
     load_glossary,
 )
-from forumtranslate.records import Bead, DocumentInfo, TermMatch
+from forumtranslate.records import Bead, DocumentInfo, PostEdit, TermMatch
+from forumtranslate.score import hter_scores
 from forumtranslate.storage import (
     check_shape,
     dumps_line,
@@ -99,30 +100,6 @@ class SentenceView:
     terms: tuple[TermMatch, ...]
     found: tuple[bool, ...]  # per term: whether the translation renders it
     how: tuple[str, ...] = ()  # per term: decoded | edited | appended | missing (records.HOW)
-
-
-@dataclass(frozen=True)
-class PostEdit:
-    """A reviewer's correction of the machine output of one or more segments.
-
-    ``machine`` is the output as it was when the post-edit came in, so HTER measures the
-    edit actually made; ``origin`` says which file and line it came from.
-    """
-
-    doc_id: str
-    seg_ids: tuple[str, ...]
-    machine: str
-    post_edit: str
-    origin: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "doc_id": self.doc_id,
-            "seg_ids": list(self.seg_ids),
-            "machine": self.machine,
-            "post_edit": self.post_edit,
-            "origin": self.origin,
-        }
 
 
 @dataclass(frozen=True)
@@ -1094,43 +1071,6 @@ def save_postedits(run_dir: str | Path, new: Sequence[PostEdit]) -> dict[str, An
         run_dir / POSTEDITS_FILE, "".join(dumps_line(pe.to_json()) + "\n" for pe in merged)
     )
     return score_postedits(run_dir)
-
-
-def hter_scores(postedits: Sequence[PostEdit]) -> dict[str, Any]:
-    """HTER of each post-edit, per document and over all of them, with its signature."""
-    from sacrebleu.metrics import TER
-
-    metric = TER(case_sensitive=True)
-    machine = [pe.machine for pe in postedits]
-    edited = [pe.post_edit for pe in postedits]
-    corpus = metric.corpus_score(machine, [edited])
-    signature = metric.get_signature().format()
-    documents: dict[str, Any] = {}
-    for doc_id in dict.fromkeys(pe.doc_id for pe in postedits):
-        picked = [pe for pe in postedits if pe.doc_id == doc_id]
-        score = metric.corpus_score([p.machine for p in picked], [[p.post_edit for p in picked]])
-        documents[doc_id] = {"units": len(picked), "HTER": float(score.score)}
-    import sacrebleu
-
-    return {
-        "units": len(postedits),
-        "edited": sum(pe.machine != pe.post_edit for pe in postedits),
-        "corpus": {"score": float(corpus.score), "signature": signature},
-        "documents": documents,
-        "segments": [
-            {
-                "doc_id": pe.doc_id,
-                "seg_ids": list(pe.seg_ids),
-                "HTER": float(metric.sentence_score(pe.machine, [pe.post_edit]).score),
-            }
-            for pe in postedits
-        ],
-        "signature": {
-            "forumtranslate": __version__,
-            "sacrebleu": str(sacrebleu.__version__),
-            "segments": "machine output (as it was when post-edited) against its post-edit",
-        },
-    }
 
 
 def score_postedits(run_dir: str | Path) -> dict[str, Any]:
