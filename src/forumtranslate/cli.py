@@ -750,7 +750,8 @@ def review(
     """Write the side-by-side review page of a scored run: Japanese, machine translation
     and reference per aligned bead, with chrF, glossary terms and filters. One
     self-contained HTML file; it opens without a network."""
-    from forumtranslate.review import ReviewServer, write_review
+    from forumtranslate.review.page import write_review
+    from forumtranslate.review.server import ReviewServer
 
     path = write_review(run_dir, data_dir, out, glossary_path=glossary_path)
     click.echo(f"wrote {path}")

@@ -9,8 +9,9 @@ paired significance tests ``compare`` computes. Filters show the changed, better
 units. "Better" is a higher chrF2 where there is a reference, else a higher confidence
 (the page says which).
 
-The page follows review.py's rules: every text through ``html.escape``, no network, only
-its own script and style (by hash), no timestamp, so the same inputs give the same bytes.
+The page follows the review page's rules (review/page.py): every text through
+``html.escape``, no network, only its own script and style (by hash), no timestamp, so the
+same inputs give the same bytes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any
 from forumtranslate import __version__
 from forumtranslate.confidence import Confidence, combine
 from forumtranslate.records import TermMatch
-from forumtranslate.review import FONT_STACK, _csp_hash, join_japanese, term_how
+from forumtranslate.review.page import FONT_STACK, _csp_hash
+from forumtranslate.review.view import join_japanese, term_how
 from forumtranslate.storage import write_atomic
 
 _WORD = re.compile(r"\S+")

@@ -909,7 +909,7 @@ def run_ray(
         scores = None
         if config.align_and_score:
             from forumtranslate.align import write_beads
-            from forumtranslate.review import write_review
+            from forumtranslate.review.page import write_review
             from forumtranslate.score import score_run
 
             data_dir = Path(source.path)

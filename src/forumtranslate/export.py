@@ -50,14 +50,14 @@ from xml.parsers import expat
 from forumtranslate import __version__
 from forumtranslate.align import read_translations
 from forumtranslate.errors import ForumTranslateError, InputError
-from forumtranslate.review import (
+from forumtranslate.records import PostEdit
+from forumtranslate.review.postedits import save_postedits
+from forumtranslate.review.view import (
     BeadView,
-    PostEdit,
     RunView,
     join_english,
     join_japanese,
     load_run_view,
-    save_postedits,
 )
 from forumtranslate.storage import refuse_run_record, write_output
 from forumtranslate.xmltext import (

@@ -7,6 +7,7 @@ and replaced on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -91,3 +92,27 @@ class Bead:
     ref_ids: tuple[str, ...]
     kind: str
     similarity: float
+
+
+@dataclass(frozen=True)
+class PostEdit:
+    """A reviewer's correction of the machine output of one or more segments.
+
+    ``machine`` is the output as it was when the post-edit came in, so HTER measures the
+    edit actually made; ``origin`` says which file and line it came from.
+    """
+
+    doc_id: str
+    seg_ids: tuple[str, ...]
+    machine: str
+    post_edit: str
+    origin: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id,
+            "seg_ids": list(self.seg_ids),
+            "machine": self.machine,
+            "post_edit": self.post_edit,
+            "origin": self.origin,
+        }

@@ -434,7 +434,7 @@ def run(
         scores = None
         if config.align_and_score:
             from forumtranslate.align import align_run
-            from forumtranslate.review import write_review
+            from forumtranslate.review.page import write_review
             from forumtranslate.score import score_run
 
             align_run(out_dir, data_dir)

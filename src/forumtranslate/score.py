@@ -11,6 +11,10 @@ In a run, the segments scored are the alignment's beads: a bead's machine senten
 by a space against its reference sentences joined by a space. Null beads stay in: a 1-0
 bead (machine text with no reference) costs precision, a 0-1 bead (reference the machine
 left out) costs recall, so nothing the reference says is silently dropped.
+
+A reviewer's post-edits are scored here too (``hter_scores``): HTER is sacrebleu's TER of
+the machine output against its post-edit, case-sensitive, since fixing case is work the
+reviewer did. The review package stores the post-edits and writes ``hter.json``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from forumtranslate.align import (
     run_beads,
 )
 from forumtranslate.errors import InputError
-from forumtranslate.records import HOW, Bead
+from forumtranslate.records import HOW, Bead, PostEdit
 from forumtranslate.storage import write_atomic
 
 METRICS = ("BLEU", "chrF2", "chrF2++", "TER")
@@ -283,6 +287,46 @@ def _sacrebleu_version() -> str:
     import sacrebleu
 
     return str(sacrebleu.__version__)
+
+
+# --- post-edits: HTER ----------------------------------------------------------------
+
+
+def hter_scores(postedits: Sequence[PostEdit]) -> dict[str, Any]:
+    """HTER of each post-edit, per document and over all of them, with its signature."""
+    from sacrebleu.metrics import TER
+
+    metric = TER(case_sensitive=True)
+    machine = [pe.machine for pe in postedits]
+    edited = [pe.post_edit for pe in postedits]
+    corpus = metric.corpus_score(machine, [edited])
+    signature = metric.get_signature().format()
+    documents: dict[str, Any] = {}
+    for doc_id in dict.fromkeys(pe.doc_id for pe in postedits):
+        picked = [pe for pe in postedits if pe.doc_id == doc_id]
+        score = metric.corpus_score([p.machine for p in picked], [[p.post_edit for p in picked]])
+        documents[doc_id] = {"units": len(picked), "HTER": float(score.score)}
+    import sacrebleu
+
+    return {
+        "units": len(postedits),
+        "edited": sum(pe.machine != pe.post_edit for pe in postedits),
+        "corpus": {"score": float(corpus.score), "signature": signature},
+        "documents": documents,
+        "segments": [
+            {
+                "doc_id": pe.doc_id,
+                "seg_ids": list(pe.seg_ids),
+                "HTER": float(metric.sentence_score(pe.machine, [pe.post_edit]).score),
+            }
+            for pe in postedits
+        ],
+        "signature": {
+            "forumtranslate": __version__,
+            "sacrebleu": str(sacrebleu.__version__),
+            "segments": "machine output (as it was when post-edited) against its post-edit",
+        },
+    }
 
 
 # --- tables for people ------------------------------------------------------------------
