@@ -130,3 +130,23 @@ def test_the_readme_main_command_runs_from_an_empty_cache(
     print(f"$ HF_HUB_OFFLINE=1 forumtranslate models list\n{listing.stdout}{listing.stderr}")
     assert listing.returncode == 0, listing.stderr
     assert f"weights from refs/pr/1 ({pr_commit[:12]})" in listing.stdout
+
+
+def test_the_readme_lists_every_module_once_and_no_other() -> None:
+    """ "How the code is organised" names each module of the package, one line each."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## How the code is organised", 1)[1].split("\n## ", 1)[0]
+    listed = [
+        name
+        for line in section.splitlines()
+        if line.startswith("- ")
+        for name in re.findall(r"`([\w/]+\.py)`", line)
+    ]
+    package = REPO / "src" / "forumtranslate"
+    files = [
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if path.name != "__init__.py"
+    ]
+    assert len(listed) == len(set(listed)), "a module is listed twice"
+    assert sorted(listed) == sorted(files)
