@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 
 from forumtranslate import ct2 as backend
 from forumtranslate.cli import main
-from forumtranslate.errors import ForumTranslateError
+from forumtranslate.errors import ForumTranslateError, ModelNotAvailableError
 from forumtranslate.glossary import check_terms, load_glossary
 from forumtranslate.records import TermMatch
 from forumtranslate.run import JOURNAL_FILE, RunConfig, make_translator, run
@@ -330,3 +331,21 @@ def test_cli_run_with_ct2(
     assert result.exit_code != 0 and "unknown compute type" in result.output
     result = CliRunner().invoke(main, [*args, "--backend", "ct2", "--dtype", "float16"])
     assert result.exit_code != 0 and "--compute-type" in result.output
+
+
+def test_a_marian_model_whose_start_embedding_moved_is_refused(
+    ct2_home: Path, tiny_marian: Path, tmp_path: Path
+) -> None:
+    """CTranslate2 starts Marian decoders from zeros: a model whose <pad> row was trained
+    would translate differently there, so its conversion is refused with the reason."""
+    from safetensors.torch import load_file, save_file
+
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_marian, moved)
+    weights = load_file(moved / "model.safetensors")
+    start = json.loads((moved / "config.json").read_text())["decoder_start_token_id"]
+    assert float(weights["model.shared.weight"][start].abs().max()) == 0.0  # the premise
+    weights["model.shared.weight"][start] = 0.5
+    save_file(weights, moved / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelNotAvailableError, match="decoder-start embedding"):
+        backend.load_ct2_model(str(moved), device="cpu", compute_type="float32")

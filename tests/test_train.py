@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,12 @@ def test_training_is_deterministic_and_the_folder_loads(tmp_path: Path) -> None:
     assert weights_a.keys() == weights_b.keys()
     assert all(weights_a[k].equal(weights_b[k]) for k in weights_a)
     assert (tmp_path / "a" / "training.json").exists()
+    # the decoder-start row stays zero (CTranslate2 starts Marian decoders from zeros),
+    # while the other rows, tied to the output projection, were trained
+    start = json.loads((tmp_path / "a" / "config.json").read_text())["decoder_start_token_id"]
+    embeddings = weights_a["model.shared.weight"]
+    assert float(embeddings[start].abs().max()) == 0.0
+    assert float(embeddings.abs().sum()) > 0.0
 
     loaded = load_model(str(tmp_path / "a"), device="cpu")
     assert loaded.model.config.scale_embedding is True

@@ -212,7 +212,9 @@ def _run_converter(folder: Path, out: Path, quantization: str) -> None:
 
         def load_model(self, model_class: Any, path: str, **kwargs: Any) -> Any:
             kwargs.update(trust_remote_code=False, use_safetensors=True)
-            return model_class.from_pretrained(path, **kwargs)
+            model = model_class.from_pretrained(path, **kwargs)
+            _check_marian_start(model, folder)
+            return model
 
         def load_tokenizer(self, tokenizer_class: Any, path: str, **kwargs: Any) -> Any:
             kwargs.update(trust_remote_code=False)
@@ -225,6 +227,8 @@ def _run_converter(folder: Path, out: Path, quantization: str) -> None:
     try:
         converter = LocalSafeConverter(str(folder), trust_remote_code=False)
         converter.convert(str(out), quantization=quantization)
+    except ForumTranslateError:
+        raise
     except Exception as err:  # the converter's errors are of many kinds
         lines = str(err).strip().splitlines()
         raise ModelNotAvailableError(
@@ -236,6 +240,27 @@ def _run_converter(folder: Path, out: Path, quantization: str) -> None:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def _check_marian_start(model: Any, folder: Path) -> None:
+    """Refuse a Marian model whose decoder-start embedding (<pad>) is not zero.
+
+    CTranslate2 starts every Marian decoder from a zero vector (``start_from_zero_embedding``:
+    true of models trained with Marian itself, such as OPUS-MT); transformers feeds the
+    <pad> row. A model trained in transformers with tied embeddings has moved that row, and
+    its conversion would translate differently, every sentence from its first word.
+    """
+    if getattr(model.config, "model_type", "") != "marian":
+        return
+    start = model.config.decoder_start_token_id
+    row = model.get_input_embeddings().weight[start]
+    if float(row.abs().max()) > 0.0:
+        raise ModelNotAvailableError(
+            "CTranslate2 cannot run this Marian model as transformers does: its decoder-start "
+            f"embedding (token {start}) is not zero, and CTranslate2 starts Marian decoders "
+            "from zeros; use --backend transformers, or zero that row (as Marian training does)",
+            str(folder),
+        )
 
 
 def _versions() -> dict[str, str]:
