@@ -588,6 +588,26 @@ def write_shard(
         pq.write_table(table, tmp)
 
 
+def write_outputs(
+    folder: Path,
+    shard: Shard,
+    sources: Sequence[SourceSentence],
+    outputs: Sequence[Output],
+    settings_sha256: str,
+) -> None:
+    """``write_shard`` from the shard's outputs, in its positions' order: (translation, its
+    terms' how, confidence as JSON), as actors and the local journal both give them."""
+    write_shard(
+        folder,
+        shard,
+        sources,
+        [text for text, _, _ in outputs],
+        settings_sha256,
+        [Confidence.from_json(scored) for _, _, scored in outputs],
+        [how for _, how, _ in outputs],
+    )
+
+
 def finished_shards(folder: Path, shards: Sequence[Shard], settings_sha256: str) -> set[int]:
     """The shards whose files are complete; a file from another plan or run is refused."""
     import pyarrow as pa
@@ -660,20 +680,13 @@ def write_shards_from_journal(
     for shard in shards:
         if not all(str(b) in journal for b in shard.batches):
             continue
-        outputs: dict[int, tuple[str, list[str], Any]] = {}
+        outputs: dict[int, Output] = {}
         for b in shard.batches:
             unit = journal[str(b)]
             for k, i in enumerate(unit["indices"]):
                 outputs[i] = (unit["translations"][k], unit["how"][k], unit["confidence"][k])
-        ordered = [outputs[i] for i in shard.positions]
-        write_shard(
-            folder,
-            shard,
-            sources,
-            [text for text, _, _ in ordered],
-            settings_sha256,
-            [Confidence.from_json(scored) for _, _, scored in ordered],
-            [how for _, how, _ in ordered],
+        write_outputs(
+            folder, shard, sources, [outputs[i] for i in shard.positions], settings_sha256
         )
         written.add(shard.number)
     return written
@@ -891,15 +904,7 @@ def run_ray(
         try:
             with closing(finished):  # an interruption stops the actor pool at once
                 for shard, outputs in finished:
-                    write_shard(
-                        folder,
-                        shard,
-                        sources,
-                        [text for text, _, _ in outputs],
-                        settings_sha256,
-                        [Confidence.from_json(scored) for _, _, scored in outputs],
-                        [how for _, how, _ in outputs],
-                    )
+                    write_outputs(folder, shard, sources, outputs, settings_sha256)
                     translated_now += len(shard.positions)
                     bar(len(shard.positions), resumed + translated_now)
         except Exception as err:
