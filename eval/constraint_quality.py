@@ -20,6 +20,7 @@ and writes JSON (``--json``, default eval/results/constraint_quality.json).
 
     nice python eval/constraint_quality.py [--standin eval/out/standin] [--models ...]
         [--backends transformers ct2] [--beams 1 4] [--json PATH]
+    python eval/constraint_quality.py --markdown eval/results/constraint_quality.json
 
 Models missing from the cache are trained first (eval/standin.py, deterministic).
 """
@@ -440,7 +441,37 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The README's table, from the JSON this script wrote (``--markdown PATH``)."""
+    lines = [
+        "| model | backend | beam | terms | BLEU | chrF2 | term acc. % | decoded / edited /"
+        " appended % | changed | repeated | seconds |",
+        "|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        how = " / ".join(_cell(row.get(k)) for k in HOWS)
+        changed = f"{row['changed']}/{row['sentences']}" if row.get("changed") is not None else "-"
+        cells = [
+            row["model"],
+            row["backend"],
+            row["beam"],
+            row["terms"],
+            row["BLEU"],
+            row["chrF2"],
+            row["accuracy"],
+            how,
+            changed,
+            row.get("repeated", "-"),
+            row.get("seconds"),
+        ]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--markdown"]:
+        print(markdown(json.loads(Path(sys.argv[2]).read_text(encoding="utf-8"))))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--standin", type=Path, default=standin.DEFAULT_CACHE, help="model cache")
     parser.add_argument("--data", type=Path, default=REPO / "data")
