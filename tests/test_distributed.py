@@ -67,14 +67,14 @@ def shard_records(out: Path) -> list[dict]:
 def test_ray_engine_writes_the_local_engine_files_on_several_documents(
     ray_cluster: object, tiny_marian: Path, tmp_path: Path
 ) -> None:
-    """Four documents of the forum corpus (the whole corpus took this test 5 minutes on a
-    busy machine, for no case the four lack: headings, bullets, quotes, several speakers)."""
-    data = make_corpus(tmp_path / "corpus", ("overview", *SMALL_DOCS, "opening-tsutsui"))
+    """Three documents of the forum corpus (the whole corpus took this test 5 minutes on a
+    busy machine, for no case the three lack: headings, bullets, several speakers)."""
+    data = make_corpus(tmp_path / "corpus", (*SMALL_DOCS, "opening-tsutsui"))
     # same folder name under two parents: the review page shows it
     local, spread = tmp_path / "local" / "run", tmp_path / "ray" / "run"
     run(config_for(tiny_marian, data, local))
     result = run_ray(config_for(tiny_marian, data, spread), RayOptions(actors=2, shard_sentences=8))
-    assert result.sentences == result.translated_now > 40
+    assert result.sentences == result.translated_now > 20
     expected = run_files(local)
     assert {"run.json", "translations.jsonl", "alignment.jsonl", "scores.json"} <= set(expected)
     got = run_files(spread)
