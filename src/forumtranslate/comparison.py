@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forumtranslate import __version__
 from forumtranslate.confidence import Confidence, combine
 from forumtranslate.records import TermMatch
-from forumtranslate.review.page import FONT_STACK, _csp_hash
+from forumtranslate.review.page import FONT_STACK, _csp_hash, page_head
 from forumtranslate.review.view import join_japanese, term_how
 from forumtranslate.storage import write_atomic
 
@@ -351,17 +350,7 @@ def render_comparison(comparison: Comparison) -> str:
     cols = '<col class="meta"><col><col><col>' + ("<col>" if has_ref else "")
     cols += '<col class="delta">'
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">',
-        f'<meta name="generator" content="forumtranslate {_e(__version__)}">',
-        f"<title>{_e('Comparison: ' + comparison.title)}</title>",
-        f"<style>{_CSS}</style>",
-        "</head>",
-        "<body>",
+        *page_head("Comparison: " + comparison.title, _CSS, csp),
         "<header>",
         f"<h1>{_e(comparison.title)}</h1>",
         f'<p class="legend">{len(units)} units; {changed} changed, {counts["better"]} better '

@@ -214,14 +214,10 @@ def _fmt(value: Any, width: int = 1) -> str:
     return f"{value:.{width}f}" if isinstance(value, int | float) else "–"
 
 
-def render_review(view: RunView) -> str:
-    """The review page for ``view``, as one HTML document with its CSS and script inline."""
-    title = f"Review: {view.run_dir.resolve().name}"
-    csp = (
-        f"default-src 'none'; style-src {_csp_hash(_CSS)}; script-src {_csp_hash(_JS)}; "
-        "img-src 'none'; base-uri 'none'; form-action 'none'"
-    )
-    parts = [
+def page_head(title: str, css: str, csp: str) -> list[str]:
+    """A self-contained page's opening, up to ``<body>``: its Content-Security-Policy, its
+    style inline, and the version that wrote it (the review and comparison pages)."""
+    return [
         "<!DOCTYPE html>",
         '<html lang="en">',
         "<head>",
@@ -230,9 +226,21 @@ def render_review(view: RunView) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">',
         f'<meta name="generator" content="forumtranslate {_e(__version__)}">',
         f"<title>{_e(title)}</title>",
-        f"<style>{_CSS}</style>",
+        f"<style>{css}</style>",
         "</head>",
         "<body>",
+    ]
+
+
+def render_review(view: RunView) -> str:
+    """The review page for ``view``, as one HTML document with its CSS and script inline."""
+    title = f"Review: {view.run_dir.resolve().name}"
+    csp = (
+        f"default-src 'none'; style-src {_csp_hash(_CSS)}; script-src {_csp_hash(_JS)}; "
+        "img-src 'none'; base-uri 'none'; form-action 'none'"
+    )
+    parts = [
+        *page_head(title, _CSS, csp),
         _render_summary(view),
         _render_charts(view),
         _render_controls(view),
