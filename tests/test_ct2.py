@@ -349,3 +349,28 @@ def test_a_marian_model_whose_start_embedding_moved_is_refused(
     save_file(weights, moved / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ModelNotAvailableError, match="decoder-start embedding"):
         backend.load_ct2_model(str(moved), device="cpu", compute_type="float32")
+
+
+def test_the_start_row_checked_is_the_decoders_own() -> None:
+    """A Marian with a vocabulary per side keeps the decoder's embeddings apart from the
+    encoder's: the row CTranslate2 replaces by zeros is the decoder's."""
+    import torch
+    from transformers import MarianConfig, MarianMTModel
+
+    sizes = dict(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2)
+    sizes |= dict(decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32)
+    config = MarianConfig(
+        vocab_size=50,
+        decoder_vocab_size=40,
+        share_encoder_decoder_embeddings=False,
+        pad_token_id=39,
+        decoder_start_token_id=39,
+        **sizes,
+    )
+    model = MarianMTModel(config)
+    backend._check_marian_start(model, Path("separate"))  # fresh: both rows zero
+    with torch.no_grad():
+        model.get_decoder().embed_tokens.weight[39] = 0.5
+    assert float(model.get_input_embeddings().weight[39].abs().max()) == 0.0
+    with pytest.raises(ModelNotAvailableError, match="decoder-start embedding"):
+        backend._check_marian_start(model, Path("separate"))

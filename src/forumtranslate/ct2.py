@@ -253,7 +253,8 @@ def _check_marian_start(model: Any, folder: Path) -> None:
     if getattr(model.config, "model_type", "") != "marian":
         return
     start = model.config.decoder_start_token_id
-    row = model.get_input_embeddings().weight[start]
+    # the decoder's own table: a Marian with a vocabulary per side has one apart from the encoder's
+    row = model.get_decoder().embed_tokens.weight[start]
     if float(row.abs().max()) > 0.0:
         raise ModelNotAvailableError(
             "CTranslate2 cannot run this Marian model as transformers does: its decoder-start "

@@ -385,10 +385,10 @@ def run(
         texts = [s.segment.text for s in sources]
         batches = translator.plan_batches(texts)
         check_plan(journal, done, batches)
-        if (out_dir / "shards").is_dir():  # a folder the Ray engine began: its shards count
-            from forumtranslate.distributed import batches_from_shards
+        from forumtranslate.distributed import SHARD_DIR, batches_from_shards
 
-            for unit, data in batches_from_shards(out_dir / "shards", batches, settings).items():
+        if (out_dir / SHARD_DIR).is_dir():  # a folder the Ray engine began: its shards count
+            for unit, data in batches_from_shards(out_dir / SHARD_DIR, batches, settings).items():
                 if unit not in done:
                     journal.append(unit, data)
                     done[unit] = data

@@ -164,7 +164,7 @@ def _fit(
     steps = 0
     start_id = model.config.decoder_start_token_id
     unk = tokenizer.unk_token_id
-    embeddings = model.get_input_embeddings().weight
+    embeddings = model.get_decoder().embed_tokens.weight  # the encoder's too where shared
     if spec.zero_start_embedding:
         with torch.no_grad():
             embeddings[start_id].zero_()
