@@ -195,3 +195,40 @@ def test_config_file_supplies_defaults_and_rejects_unknown_keys(
     result = CliRunner().invoke(main, ["run", "--config", str(config)])
     assert result.exit_code == 2
     assert "unknown key run.beam" in result.output
+
+
+@pytest.mark.parametrize("backend", ["transformers", "ct2"])
+def test_no_confidence_skips_the_scoring_pass_and_changes_no_translation(
+    tiny_marian: Path, small_corpus: Path, tmp_path: Path, backend: str
+) -> None:
+    """``--no-confidence`` is a speed option: the records' texts are the scored run's, their
+    ``confidence`` is null, and run.json says the run was made without it."""
+    common = ["run", "--model", str(tiny_marian), "--data", str(small_corpus), "--beam", "1"]
+    common += ["--device", "cpu", "--backend", backend, "--no-score"]
+    outputs = {}
+    for name, extra in (("scored", []), ("unscored", ["--no-confidence"])):
+        out = tmp_path / name
+        result = CliRunner().invoke(main, [*common, "--out", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        outputs[name] = read_records(out)
+        decoding = json.loads((out / "run.json").read_text())["translator"]["decoding"]
+        assert decoding["confidence"] is (name == "scored")
+    scored, unscored = outputs["scored"], outputs["unscored"]
+    assert [r["translation"] for r in unscored] == [r["translation"] for r in scored]
+    assert all(r["confidence"] is not None for r in scored if r["translation"])
+    assert all(r["confidence"] is None for r in unscored)
+
+
+def test_config_file_takes_confidence_as_true_or_false(tmp_path: Path) -> None:
+    from forumtranslate.config import load_run_config
+    from forumtranslate.errors import InputError
+
+    config = tmp_path / "forumtranslate.toml"
+    config.write_text("[run]\nconfidence = false\n", encoding="utf-8")
+    assert load_run_config(config) == {"confidence": False}
+    config.write_text("[run]\nconfidence = 0\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"run\.confidence must be true or false"):
+        load_run_config(config)
+    config.write_text("[run]\nbeam_size = true\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"run\.beam_size must be an integer"):
+        load_run_config(config)

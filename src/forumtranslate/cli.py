@@ -111,6 +111,12 @@ def segment(path: Path, lang: str | None) -> None:
 @click.option(
     "--no-shortlist", is_flag=True, default=False, help="Decode over the whole vocabulary."
 )
+@click.option(
+    "--no-confidence",
+    is_flag=True,
+    default=False,
+    help="Skip the model's second pass that scores its own output (faster; confidence null).",
+)
 @click.option("--device", help="cpu, cuda, cuda:N or auto (auto).")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), help="(float32)")
 @click.option(
@@ -202,6 +208,8 @@ def run(
         )
     if options.pop("no_shortlist"):
         options["shortlist"] = 0
+    if options.pop("no_confidence"):
+        options["confidence"] = False
     settings = load_run_config(config_path)
     settings.update({key: value for key, value in options.items() if value is not None})
     backend = settings.get("backend", "transformers")
@@ -212,7 +220,7 @@ def run(
     decoding = DecodingOptions(
         **{
             key: settings[key]
-            for key in ("beam_size", "terms", "max_batch_tokens", "shortlist")
+            for key in ("beam_size", "terms", "max_batch_tokens", "shortlist", "confidence")
             if key in settings
         }
     )

@@ -25,6 +25,7 @@ RUN_KEYS = {
     "terms": str,
     "max_batch_tokens": int,
     "shortlist": int,
+    "confidence": bool,
     "data": str,
     "glossary": str,
     "out": str,
@@ -53,9 +54,9 @@ def load_run_config(path: str | Path = CONFIG_FILE) -> dict[str, Any]:
     for key, value in table.items():
         if key not in RUN_KEYS:
             raise InputError(f"unknown key run.{key} (known: {', '.join(sorted(RUN_KEYS))})", path)
-        if not isinstance(value, RUN_KEYS[key]) or isinstance(value, bool):
-            wanted = RUN_KEYS[key]
-            kind = {int: "an integer", str: "a string"}.get(wanted, f"a {wanted.__name__}")
+        wanted = RUN_KEYS[key]
+        if not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool):
+            kind = {int: "an integer", str: "a string", bool: "true or false"}[wanted]
             raise InputError(f"run.{key} must be {kind}", path)
         if key in AT_LEAST_ONE and value < 1:  # as the command line's options require
             raise InputError(f"run.{key} must be at least 1, not {value}", path)

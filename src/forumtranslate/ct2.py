@@ -493,7 +493,10 @@ class CT2Translator(ModelTranslator):
         context: Sequence[Sequence[str]] = (),
     ) -> list[Translation]:
         hypotheses = self._decode(texts, terms)
-        scored = self._confidence(texts, hypotheses)
+        if self.options.confidence:
+            scored = self._confidence(texts, hypotheses)
+        else:
+            scored = [None] * len(hypotheses)
         return [
             Translation(h.text, h.how or plain_how(h.text, found), confidence)
             for h, found, confidence in zip(hypotheses, terms, scored)

@@ -51,6 +51,7 @@ class DecodingOptions:
     max_input_tokens: int | None = None  # default: what the model accepts
     exact_length: bool = False  # benchmarks only: every sentence runs to its length limit
     shortlist: int = DEFAULT_SIZE  # target pieces kept by score (``shortlist``); 0: off
+    confidence: bool = True  # score the output once more (``confidence.py``); off: faster
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -432,6 +433,8 @@ class TransformersTranslator(ModelTranslator):
         context: Sequence[Sequence[str]],
     ) -> list[Translation]:
         decoded, token_ids = self._translate_pieces(texts, terms, context)
+        if not self.options.confidence:
+            return decoded
         scored = self._confidence(texts, token_ids)
         return [replace(t, confidence=c) for t, c in zip(decoded, scored)]
 
