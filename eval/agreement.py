@@ -61,8 +61,9 @@ def plain_generate(folder: Path, sources: list[str], beam: int, batch: int = 16)
 
 
 def ours_transformers(folder: Path, sources: list[str], beam: int, shortlist: int) -> list[str]:
+    from forumtranslate.hf import TransformersTranslator
     from forumtranslate.models import load_model
-    from forumtranslate.translate import DecodingOptions, TransformersTranslator
+    from forumtranslate.translate import DecodingOptions
 
     options = DecodingOptions(beam_size=beam, terms="off", shortlist=shortlist)
     translator = TransformersTranslator(load_model(str(folder), device="cpu"), options)

@@ -150,8 +150,8 @@ def worker_convert(spec: dict[str, Any]) -> dict[str, Any]:
 def make_translator(spec: dict[str, Any], options: Any) -> Any:
     """The system ``spec`` names, with a counter of the target tokens it generates."""
     if spec["engine"] == "transformers":
+        from forumtranslate.hf import TransformersTranslator
         from forumtranslate.models import load_model
-        from forumtranslate.translate import TransformersTranslator
 
         if "loaded" not in spec:
             spec["loaded"] = load_model(spec["folder"], device=spec["device"], dtype="float32")

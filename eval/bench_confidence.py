@@ -79,9 +79,10 @@ def main() -> None:
     import torch
 
     from forumtranslate.ct2 import CT2Translator, load_ct2_model
+    from forumtranslate.hf import TransformersTranslator
     from forumtranslate.models import load_model
     from forumtranslate.tiny import TinyModelSpec, build_tiny_model
-    from forumtranslate.translate import DecodingOptions, TransformersTranslator
+    from forumtranslate.translate import DecodingOptions
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,10 +24,11 @@ from pathlib import Path
 import torch
 
 from forumtranslate.glossary import load_glossary
+from forumtranslate.hf import TransformersTranslator
 from forumtranslate.models import load_model
 from forumtranslate.run import prepare_sources
 from forumtranslate.tiny import TinyModelSpec, build_tiny_model
-from forumtranslate.translate import DecodingOptions, TransformersTranslator
+from forumtranslate.translate import DecodingOptions
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from forumtranslate.confidence import Confidence, combine, summarise
-from forumtranslate.translate import DecodingOptions, TransformersTranslator
+from forumtranslate.hf import TransformersTranslator
+from forumtranslate.translate import DecodingOptions
 
 SOURCES = [
     "経済安全保障は重要です。",

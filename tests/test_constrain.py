@@ -30,11 +30,13 @@ from forumtranslate.constrain import (
     ConstraintTracker,
     SearchOptions,
     constrained_beam_search,
+    term_forms,
 )
 from forumtranslate.glossary import check_terms, contains_form, load_glossary
+from forumtranslate.hf import TransformersTranslator
 from forumtranslate.records import TermMatch
 from forumtranslate.segment import segment_text
-from forumtranslate.translate import DecodingOptions, TransformersTranslator, term_forms
+from forumtranslate.translate import DecodingOptions
 
 from .conftest import DATA, GLOSSARY
 

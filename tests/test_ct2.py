@@ -17,10 +17,11 @@ from forumtranslate import ct2 as backend
 from forumtranslate.cli import main
 from forumtranslate.errors import ForumTranslateError, ModelNotAvailableError
 from forumtranslate.glossary import check_terms, load_glossary
+from forumtranslate.hf import TransformersTranslator
 from forumtranslate.records import TermMatch
 from forumtranslate.run import JOURNAL_FILE, RunConfig, make_translator, run
 from forumtranslate.segment import segment_text
-from forumtranslate.translate import DecodingOptions, TransformersTranslator
+from forumtranslate.translate import DecodingOptions
 
 from .conftest import DATA, GLOSSARY
 from .test_run import OUTPUTS, CrashAfter, config_for, read_records

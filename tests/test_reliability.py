@@ -36,11 +36,11 @@ from hypothesis import strategies as st
 import forumtranslate.run
 from forumtranslate.cli import main
 from forumtranslate.glossary import check_terms
+from forumtranslate.hf import TransformersTranslator
 from forumtranslate.records import TermMatch
 from forumtranslate.storage import Journal
 from forumtranslate.translate import (
     DecodingOptions,
-    TransformersTranslator,
     Translation,
     Translator,
 )

@@ -14,10 +14,11 @@ import sentencepiece as spm
 from forumtranslate import ct2 as backend
 from forumtranslate.errors import ForumTranslateError
 from forumtranslate.glossary import load_glossary
+from forumtranslate.hf import TransformersTranslator
 from forumtranslate.run import SETTINGS_FILE, run
 from forumtranslate.segment import segment_text
 from forumtranslate.shortlist import Shortlist, build_shortlist, glossary_forms
-from forumtranslate.translate import DecodingOptions, TransformersTranslator
+from forumtranslate.translate import DecodingOptions
 
 from .conftest import DATA, GLOSSARY
 from .terms_check import missing_terms

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 
 from forumtranslate.glossary import load_glossary
+from forumtranslate.hf import TransformersTranslator
 from forumtranslate.records import HOW
 from forumtranslate.segment import segment_text
-from forumtranslate.translate import DecodingOptions, TransformersTranslator
+from forumtranslate.translate import DecodingOptions
 
 from .conftest import DATA, GLOSSARY
 from .terms_check import missing_terms

@@ -21,9 +21,10 @@ PAIRS = [
 def test_training_is_deterministic_and_the_folder_loads(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
+    from forumtranslate.hf import TransformersTranslator
     from forumtranslate.models import load_model
     from forumtranslate.train import TrainSpec, train_marian
-    from forumtranslate.translate import DecodingOptions, TransformersTranslator
+    from forumtranslate.translate import DecodingOptions
 
     spec = TrainSpec(shape="tiny", epochs=3, batch_size=2, warmup_steps=2)
     first = train_marian(PAIRS, tmp_path / "a", spec, DATA)

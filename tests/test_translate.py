@@ -6,16 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from forumtranslate.constrain import term_forms
 from forumtranslate.errors import ForumTranslateError
 from forumtranslate.glossary import check_terms, load_glossary
+from forumtranslate.hf import TransformersTranslator
 from forumtranslate.records import TermMatch
 from forumtranslate.segment import segment_text
-from forumtranslate.translate import (
-    DecodingOptions,
-    TransformersTranslator,
-    split_to_fit,
-    term_forms,
-)
+from forumtranslate.translate import DecodingOptions, split_to_fit
 
 from .conftest import DATA, GLOSSARY
 
@@ -82,6 +79,29 @@ def test_batches_are_length_sorted_within_budget_and_restored_to_order(loaded_mo
 def test_term_forms_add_a_capitalised_variant_for_sentence_starts() -> None:
     match = TermMatch("x", "経済的威圧", 0, 5, "economic coercion", ("economic coercion",))
     assert term_forms(match) == ["economic coercion", "Economic coercion"]
+
+
+def test_names_that_moved_out_of_translate_still_import_from_it() -> None:
+    """The transformers backend moved to ``hf`` (its judge and term forms to ``constrain``);
+    ``from forumtranslate.translate import TransformersTranslator`` keeps working."""
+    import subprocess
+    import sys
+
+    import forumtranslate.constrain
+    import forumtranslate.hf
+    from forumtranslate import translate
+    from forumtranslate.translate import TransformersTranslator as moved
+
+    assert moved is TransformersTranslator
+    assert translate.DecoderStepper is forumtranslate.hf.DecoderStepper
+    assert translate.TextJudge is forumtranslate.constrain.TextJudge
+    assert translate.term_forms is term_forms
+    with pytest.raises(AttributeError, match="no_such_name"):
+        translate.no_such_name  # noqa: B018
+    # the core alone loads no engine: run, termbase and the CLI import it before a model
+    code = "import sys, forumtranslate.translate; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
 
 
 def test_long_sentence_is_cut_at_clause_boundaries_never_inside_a_term() -> None:

@@ -22,10 +22,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forumtranslate.constrain import Constraint, SearchOptions, constrained_beam_search
+from forumtranslate.constrain import (
+    Constraint,
+    SearchOptions,
+    TextJudge,
+    constrained_beam_search,
+    term_forms,
+)
 from forumtranslate.glossary import TermMatcher
 from forumtranslate.records import TermMatch
-from forumtranslate.translate import TextJudge, term_forms
 from forumtranslate.wordpieces import PieceText, byte_level_alphabet, piece_bytes
 
 from .terms_check import missing_terms

@@ -4,7 +4,7 @@ A decoder-only model translates by continuing a prompt. This module holds only w
 changes: the prompt (``PromptTemplate``), running the model over it (``CausalStepper``) and
 reading its answer (``clean_translation``). Everything else (batch planning, splitting and
 rejoining long sentences, length limits, the word-boundary rule, the constrained search and
-the per-term ``how``) is ``translate.TransformersTranslator``'s, inherited unchanged.
+the per-term ``how``) is ``hf.TransformersTranslator``'s, inherited unchanged.
 
 * The prompt is the tokenizer's chat template (plain text where a model has none) with one
   user turn: the instruction, the glossary entries found in the sentence (approved English
@@ -29,9 +29,10 @@ from typing import Any
 
 from forumtranslate.confidence import Confidence
 from forumtranslate.errors import ForumTranslateError
+from forumtranslate.hf import TransformersTranslator
 from forumtranslate.models import LoadedModel
 from forumtranslate.records import TermMatch
-from forumtranslate.translate import DecodingOptions, TransformersTranslator
+from forumtranslate.translate import DecodingOptions
 
 PROMPT_VERSION = 1
 INSTRUCTION = (

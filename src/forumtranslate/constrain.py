@@ -5,9 +5,10 @@ with Dynamic Beam Allocation"), run over the model's own step-by-step decoder an
 key/value cache, for a batch of sentences at once.
 
 * Each glossary occurrence in a source sentence is a ``Constraint``: a set of token
-  sequences (its allowed forms, each also capitalised) that the search can force.
+  sequences (its allowed forms, each also capitalised: ``term_forms``) that the search can
+  force.
 * Whether a constraint is *met* is decided by a judge on the whole hypothesis, not by those
-  token sequences: in a real run ``translate.TextJudge`` reads the decoded text with
+  token sequences: in a real run ``TextJudge`` reads the decoded text with
   ``glossary.TermMatcher``, the rule that scores term accuracy (whole words, any case, any
   segmentation, one rendering for one occurrence). So the model's own way of writing a term
   ("Economic Security", "▁econom" + "ic ▁security", after an opening quote) meets it, and
@@ -32,7 +33,7 @@ longer term). Far from the limit a cheap upper bound (each unmet term's longest 
 a separator) shows the invariant holds; near it, only tokens after which a checked plan
 still fits may follow, and the plan's next token always does. So every sentence finishes
 inside its limit with every constraint met, for any model and any beam size, beam 1
-included; ``translate`` still checks the final text and would append a term the
+included; the backend (``hf``) still checks the final text and would append a term the
 vocabulary cannot spell (recorded as ``appended``).
 
 After a credited rendering ends the text, the next token must start a new word (or be
@@ -56,6 +57,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from forumtranslate.glossary import TermMatcher
+from forumtranslate.records import TermMatch
+from forumtranslate.wordpieces import PieceText, decode_bytes
 
 NEG_INF = float("-inf")
 
@@ -83,8 +88,8 @@ class TokenJudge:
     alternative of every constraint is matched jointly, leftmost and then longest first,
     never overlapping, and the matches are assigned to the constraints (a maximum
     matching). So "5 6" meets ``(5, 6)`` and not also ``(6,)`` inside it. Used where there
-    is no text: the toy scorers of the tests. ``TextJudge`` in ``translate`` is the same
-    rule on the decoded text.
+    is no text: the toy scorers of the tests. ``TextJudge`` is the same rule on the
+    decoded text.
     """
 
     def __init__(self, constraints: Sequence[Constraint]):
@@ -117,6 +122,49 @@ class TokenJudge:
         spans = assign(hits, list(range(len(self.constraints))))
         at_end = any(s is not None and s[1] == len(memo) for s in spans)
         return tuple(s is not None for s in spans), False, at_end
+
+
+def term_forms(match: TermMatch) -> list[str]:
+    """The English strings that satisfy a term: each allowed form, also capitalised."""
+    forms: list[str] = []
+    for form in match.allowed or (match.target,):
+        for variant in (form, form[:1].upper() + form[1:]):
+            if variant not in forms:
+                forms.append(variant)
+    return forms
+
+
+class TextJudge:
+    """What a hypothesis meets, read from its decoded text (``glossary.TermMatcher``).
+
+    The search's ``memo`` is the hypothesis's bytes (``wordpieces.PieceText``), so a term
+    counts however the model segmented or cased it, after a quote or a bracket.
+    """
+
+    def __init__(self, matcher: TermMatcher, pieces: PieceText):
+        self.matcher = matcher
+        self.pieces = pieces
+        self._scans: dict[bytes, Any] = {}
+        self._parents: dict[bytes, bytes] = {}
+        self._verdicts: dict[bytes, tuple[tuple[bool, ...], bool, bool]] = {}
+
+    def start(self) -> bytes:
+        return b""
+
+    def extend(self, memo: bytes, tokens: Sequence[int]) -> bytes:
+        data = memo + self.pieces.data(tokens)
+        self._parents.setdefault(data, memo)
+        return data
+
+    def verdict(self, memo: bytes) -> tuple[tuple[bool, ...], bool, bool]:
+        found = self._verdicts.get(memo)
+        if found is None:
+            parent = self._scans.get(self._parents.get(memo, b""))
+            scanned = self.matcher.scan(decode_bytes(memo), parent)
+            self._scans[memo] = scanned
+            found = self.matcher.verdict("", scanned)
+            self._verdicts[memo] = found
+        return found
 
 
 def assign(

@@ -241,8 +241,8 @@ def check_plan(journal: Journal, done: dict[str, Any], batches: list[list[int]])
 
 def load_transformers(config: RunConfig) -> Translator:
     """The ``transformers`` backend: the model in PyTorch, decoded by ``constrain``."""
+    from forumtranslate.hf import TransformersTranslator
     from forumtranslate.models import load_model
-    from forumtranslate.translate import TransformersTranslator
 
     loaded = load_model(
         config.model, revision=config.revision, device=config.device, dtype=config.dtype

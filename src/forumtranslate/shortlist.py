@@ -163,7 +163,7 @@ def target_ranking(tokenizer: Any, folder: Path | None) -> tuple[list[str], str]
 
 def form_variants(form: str) -> list[str]:
     """Every string whose tokens the hard constraints may force for a glossary form
-    (``translate.term_forms`` and ``target_ids``: capitalised, with a leading space)."""
+    (``constrain.term_forms`` and ``target_ids``: capitalised, with a leading space)."""
     out: list[str] = []
     for variant in (form, form[:1].upper() + form[1:]):
         for spaced in (variant, " " + variant):

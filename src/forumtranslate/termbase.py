@@ -37,7 +37,7 @@ from forumtranslate.records import Segment, TermMatch
 from forumtranslate.segment import segment_document
 from forumtranslate.xmltext import xml_visible
 
-if TYPE_CHECKING:  # translate imports torch; export and --no-translate need none of it
+if TYPE_CHECKING:  # hints only: export and --no-translate import no translation code
     from forumtranslate.comparison import Comparison
     from forumtranslate.translate import Translator
 
