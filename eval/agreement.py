@@ -73,7 +73,8 @@ def ours_transformers(folder: Path, sources: list[str], beam: int, shortlist: in
 def ours_ct2(
     folder: Path, sources: list[str], beam: int, compute_type: str, shortlist: int, cache: Path
 ) -> list[str]:
-    from forumtranslate.ct2 import CT2Translator, load_ct2_model
+    from forumtranslate.ct2 import CT2Translator
+    from forumtranslate.ct2convert import load_ct2_model
     from forumtranslate.translate import DecodingOptions
 
     model = load_ct2_model(

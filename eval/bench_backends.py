@@ -140,7 +140,7 @@ def worker_build(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker_convert(spec: dict[str, Any]) -> dict[str, Any]:
-    from forumtranslate.ct2 import load_ct2_model
+    from forumtranslate.ct2convert import load_ct2_model
 
     start = time.perf_counter()
     model = load_ct2_model(spec["folder"], device=spec["device"], compute_type=spec["compute"])
@@ -176,7 +176,8 @@ def make_translator(spec: dict[str, Any], options: Any) -> Any:
         return translator
 
     else:
-        from forumtranslate.ct2 import CT2Translator, load_ct2_model
+        from forumtranslate.ct2 import CT2Translator
+        from forumtranslate.ct2convert import load_ct2_model
 
         if "loaded" not in spec:
             from transformers import AutoTokenizer
@@ -453,7 +454,7 @@ def worker_peer(spec: dict[str, Any]) -> dict[str, Any]:
             tokenizer.src_lang = "jpn_Jpan"
         converted = spec["converted"]
         if spec.get("shortlist"):  # the product's list as the engine's own vocabulary map
-            from forumtranslate.ct2 import with_vmap
+            from forumtranslate.ct2convert import with_vmap
 
             converted = str(with_vmap(Path(converted), bench_shortlist(spec, tokenizer)))
         engine = ctranslate2.Translator(converted, device=spec["device"])  # defaults

@@ -166,8 +166,8 @@ def main() -> None:
             seconds, outputs = timed(lambda t=translator: t.translate(texts, terms))
             note(rows, ("ours", beam, mode, seconds, generated[0], accuracy(outputs)))
         if not args.no_ct2:
-            from forumtranslate.ct2 import load_ct2_model
             from forumtranslate.ct2_causal import CT2CausalTranslator
+            from forumtranslate.ct2convert import load_ct2_model
 
             model = load_ct2_model(
                 str(folder), device="cpu", compute_type="int8", intra_threads=args.threads

@@ -78,7 +78,8 @@ def main() -> None:
 
     import torch
 
-    from forumtranslate.ct2 import CT2Translator, load_ct2_model
+    from forumtranslate.ct2 import CT2Translator
+    from forumtranslate.ct2convert import load_ct2_model
     from forumtranslate.hf import TransformersTranslator
     from forumtranslate.models import load_model
     from forumtranslate.tiny import TinyModelSpec, build_tiny_model

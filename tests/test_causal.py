@@ -295,7 +295,7 @@ CT2_FAMILIES = ["qwen3", "llama"]
 @pytest.fixture(scope="module")
 def ct2_models(causal_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
     pytest.importorskip("ctranslate2")
-    from forumtranslate.ct2 import load_ct2_model
+    from forumtranslate.ct2convert import load_ct2_model
 
     cache = tmp_path_factory.mktemp("ct2-cache")
     return {
@@ -356,7 +356,7 @@ def test_ct2_int8_every_term_as_whole_words(
 
 def test_ct2_refuses_gemma3_with_a_reason(causal_models: dict[str, Path], tmp_path: Path) -> None:
     pytest.importorskip("ctranslate2")
-    from forumtranslate.ct2 import load_ct2_model
+    from forumtranslate.ct2convert import load_ct2_model
 
     with pytest.raises(ModelNotAvailableError, match="use --backend transformers"):
         load_ct2_model(str(causal_models["gemma3"]), device="cpu", cache_dir=tmp_path)

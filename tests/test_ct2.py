@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from forumtranslate import ct2 as backend
+from forumtranslate import ct2convert
 from forumtranslate.cli import main
 from forumtranslate.errors import ForumTranslateError, ModelNotAvailableError
 from forumtranslate.glossary import check_terms, load_glossary
@@ -49,7 +50,7 @@ def ct2_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def ct2_models(ct2_home: Path, tiny_marian: Path, tiny_nllb: Path) -> dict:
     return {
-        family: backend.load_ct2_model(
+        family: ct2convert.load_ct2_model(
             str(folder), device="cpu", compute_type="float32", intra_threads=1
         )
         for family, folder in (("marian", tiny_marian), ("nllb", tiny_nllb))
@@ -87,26 +88,26 @@ def test_conversion_is_cached_by_model_revision_and_quantisation(
     ct2_models: dict, ct2_home: Path, family: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = ct2_models[family]
-    assert model.converted.parent == ct2_home / backend.CACHE_FOLDER
+    assert model.converted.parent == ct2_home / ct2convert.CACHE_FOLDER
     assert (model.converted / "model.bin").is_file()
-    meta = json.loads((model.converted / backend.META_FILE).read_text())
+    meta = json.loads((model.converted / ct2convert.META_FILE).read_text())
     assert meta["revision"] == model.revision and meta["quantization"] == "float32"
     assert not list(model.converted.parent.glob(".converting-*"))  # no half-written folder
 
     def no_converter(*args: object) -> None:
         raise AssertionError("converted again")
 
-    monkeypatch.setattr(backend, "_run_converter", no_converter)
-    again = backend.load_ct2_model(str(model.folder), device="cpu", compute_type="float32")
+    monkeypatch.setattr(ct2convert, "_run_converter", no_converter)
+    again = ct2convert.load_ct2_model(str(model.folder), device="cpu", compute_type="float32")
     assert again.converted == model.converted
-    assert backend.converted_folder(model.name, model.revision, "int8") != model.converted
-    assert backend.converted_folder(model.name, "other", "float32") != model.converted
+    assert ct2convert.converted_folder(model.name, model.revision, "int8") != model.converted
+    assert ct2convert.converted_folder(model.name, "other", "float32") != model.converted
 
 
 def test_default_compute_type_is_int8_on_cpu_and_unknown_ones_are_refused() -> None:
-    assert backend.resolve_compute_type("default", "cpu") == "int8"
+    assert ct2convert.resolve_compute_type("default", "cpu") == "int8"
     with pytest.raises(ForumTranslateError, match="unknown compute type"):
-        backend.resolve_compute_type("int3", "cpu")
+        ct2convert.resolve_compute_type("int3", "cpu")
 
 
 # -- agreement with transformers ----------------------------------------------------------
@@ -349,7 +350,7 @@ def test_a_marian_model_whose_start_embedding_moved_is_refused(
     weights["model.shared.weight"][start] = 0.5
     save_file(weights, moved / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ModelNotAvailableError, match="decoder-start embedding"):
-        backend.load_ct2_model(str(moved), device="cpu", compute_type="float32")
+        ct2convert.load_ct2_model(str(moved), device="cpu", compute_type="float32")
 
 
 def test_the_start_row_checked_is_the_decoders_own() -> None:
@@ -369,9 +370,9 @@ def test_the_start_row_checked_is_the_decoders_own() -> None:
         **sizes,
     )
     model = MarianMTModel(config)
-    backend._check_marian_start(model, Path("separate"))  # fresh: both rows zero
+    ct2convert._check_marian_start(model, Path("separate"))  # fresh: both rows zero
     with torch.no_grad():
         model.get_decoder().embed_tokens.weight[39] = 0.5
     assert float(model.get_input_embeddings().weight[39].abs().max()) == 0.0
     with pytest.raises(ModelNotAvailableError, match="decoder-start embedding"):
-        backend._check_marian_start(model, Path("separate"))
+        ct2convert._check_marian_start(model, Path("separate"))

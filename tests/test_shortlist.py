@@ -12,6 +12,7 @@ import pytest
 import sentencepiece as spm
 
 from forumtranslate import ct2 as backend
+from forumtranslate import ct2convert
 from forumtranslate.errors import ForumTranslateError
 from forumtranslate.glossary import load_glossary
 from forumtranslate.hf import TransformersTranslator
@@ -183,7 +184,7 @@ def test_both_backends_decode_over_the_same_list(
     loaded = loaded_models[family]
     forms = glossary_forms(load_glossary(GLOSSARY))
     shortlist = build_shortlist(loaded.tokenizer, folder, size=200, forms=forms)
-    model = backend.load_ct2_model(
+    model = ct2convert.load_ct2_model(
         str(folder), device="cpu", compute_type="float32", intra_threads=1, shortlist=shortlist
     )
     options = DecodingOptions(beam_size=1, terms="off")

@@ -67,13 +67,13 @@ def ct2_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def translators(tokenizer_kinds: dict[str, Path], ct2_home: Path) -> dict:
     """Each kind loaded once per backend."""
-    from forumtranslate import ct2
+    from forumtranslate import ct2convert
     from forumtranslate.models import load_model
 
     loaded = {}
     for kind, folder in tokenizer_kinds.items():
         loaded[kind, "transformers"] = load_model(str(folder), device="cpu")
-        loaded[kind, "ct2"] = ct2.load_ct2_model(
+        loaded[kind, "ct2"] = ct2convert.load_ct2_model(
             str(folder), device="cpu", compute_type="float32", intra_threads=1
         )
     return loaded

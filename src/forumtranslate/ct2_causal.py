@@ -1,7 +1,7 @@
 """Decoder-only models through CTranslate2's ``Generator``, with the ct2 backend's term editing.
 
 What this module holds is loading-free glue: the prompt comes from ``causal.Prompter`` (the
-transformers path's), the converted model from ``ct2.load_ct2_model`` (a ``Generator`` for
+transformers path's), the converted model from ``ct2convert.load_ct2_model`` (a ``Generator`` for
 these families), the term editing from ``termedit.TermEditor.enforce``. The Generator
 returns no attention, so a missing term is placed where the term stands in the sentence,
 proportionally (``TermEditor.place``'s fallback); the guarantee is unchanged. The answer
@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from forumtranslate.causal import Prompter, PromptTemplate, clean_translation, stop_ids
-from forumtranslate.ct2 import CT2Model, CT2Translator
+from forumtranslate.ct2 import CT2Translator
+from forumtranslate.ct2convert import CT2Model
 from forumtranslate.errors import ForumTranslateError
 from forumtranslate.glossary import check_terms
 from forumtranslate.records import TermMatch
