@@ -104,6 +104,28 @@ def test_conversion_is_cached_by_model_revision_and_quantisation(
     assert ct2convert.converted_folder(model.name, "other", "float32") != model.converted
 
 
+def test_the_ct2_device_is_models_answer_in_ctranslate2s_form(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ctranslate2
+
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 2)
+    assert ct2convert.pick_ct2_device("auto") == ("cuda", 0)
+    assert ct2convert.pick_ct2_device("cpu") == ("cpu", 0)
+    assert ct2convert.pick_ct2_device("cuda") == ("cuda", 0)
+    assert ct2convert.pick_ct2_device("cuda:1") == ("cuda", 1)
+    with pytest.raises(ModelNotAvailableError, match="but CTranslate2 sees 2 CUDA GPU"):
+        ct2convert.pick_ct2_device("cuda:2")
+    with pytest.raises(ForumTranslateError, match=r"'tpu'; use cpu, cuda, cuda:N or auto$"):
+        ct2convert.pick_ct2_device("tpu")
+    with pytest.raises(ForumTranslateError, match="cannot run on 'mps'"):
+        ct2convert.pick_ct2_device("mps")
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 0)
+    assert ct2convert.pick_ct2_device("auto") == ("cpu", 0)
+    with pytest.raises(ModelNotAvailableError, match="but CTranslate2 sees 0 CUDA GPU"):
+        ct2convert.pick_ct2_device("cuda")
+
+
 def test_default_compute_type_is_int8_on_cpu_and_unknown_ones_are_refused() -> None:
     assert ct2convert.resolve_compute_type("default", "cpu") == "int8"
     with pytest.raises(ForumTranslateError, match="unknown compute type"):

@@ -19,6 +19,7 @@ from forumtranslate.models import (
     CONVERSION_TITLE,
     LoadedModel,
     load_model,
+    pick_device,
     resolve_model,
 )
 
@@ -348,3 +349,18 @@ def test_offline_cache_with_only_mains_pickles_says_how_to_fetch(
     assert f"forumtranslate models fetch {REPO_ID}" in message
     listing = CliRunner().invoke(cli_main, ["models", "list"])
     assert "offline run: not ready: the cached revision main" in listing.output
+
+
+def test_pick_device_decides_for_an_engine_that_counts_its_own_gpus() -> None:
+    """One decider of device names: CTranslate2 passes the GPUs it sees, and has no mps."""
+    assert pick_device("auto", 0, engine="CTranslate2") == "cpu"
+    assert pick_device("auto", 2, engine="CTranslate2") == "cuda"
+    assert pick_device("cuda:1", 2, engine="CTranslate2") == "cuda:1"
+    with pytest.raises(ModelNotAvailableError, match=r"CTranslate2 sees 2 CUDA GPU\(s\)"):
+        pick_device("cuda:2", 2, engine="CTranslate2")
+    with pytest.raises(ModelNotAvailableError, match=r"CTranslate2 sees 0 CUDA GPU\(s\)"):
+        pick_device("cuda", 0, engine="CTranslate2")
+    with pytest.raises(ModelNotAvailableError, match=r"'mps'; use cpu, cuda, cuda:N or auto$"):
+        pick_device("mps", 0, engine="CTranslate2")
+    with pytest.raises(ModelNotAvailableError, match=r"'cuda:'; use cpu, cuda, cuda:N, mps or"):
+        pick_device("cuda:")

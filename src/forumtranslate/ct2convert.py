@@ -45,6 +45,7 @@ from forumtranslate.models import (
     NLLB_SOURCE_LANG,
     NLLB_TARGET_LANG,
     SUPPORTED_TYPES,
+    pick_device,
     resolve_model,
 )
 from forumtranslate.shortlist import VMAP_FILE, Shortlist, build_shortlist
@@ -76,25 +77,19 @@ def cache_root() -> Path:
 
 
 def pick_ct2_device(device: str) -> tuple[str, int]:
-    """``auto``/``cpu``/``cuda``/``cuda:N`` as CTranslate2's (device, index)."""
+    """``models.pick_device``'s answer for the GPUs CTranslate2 sees, as its (device, index).
+
+    CTranslate2 runs on CPU or CUDA: ``mps`` is refused."""
     import ctranslate2
 
-    gpus = ctranslate2.get_cuda_device_count()
-    if device == "auto":
-        return ("cuda", 0) if gpus > 0 else ("cpu", 0)
-    if device == "cpu":
-        return "cpu", 0
-    if device.startswith("cuda"):
-        number = device.partition(":")[2] or "0"
-        if device[4:5] not in ("", ":") or not number.isdigit():
-            raise ForumTranslateError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto")
-        index = int(number)
-        if index >= gpus:
-            raise ModelNotAvailableError(
-                f"device {device!r} asked for, but CTranslate2 sees {gpus} CUDA GPU(s)"
-            )
-        return "cuda", index
-    raise ForumTranslateError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto")
+    if device == "mps":
+        raise ForumTranslateError(
+            "the ct2 backend cannot run on 'mps': CTranslate2 has no Apple GPU support; "
+            "use cpu, or --backend transformers"
+        )
+    picked = pick_device(device, ctranslate2.get_cuda_device_count(), engine="CTranslate2")
+    name, _, index = picked.partition(":")
+    return name, int(index or 0)
 
 
 def resolve_compute_type(compute_type: str, device: str) -> str:

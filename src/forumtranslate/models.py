@@ -610,30 +610,40 @@ def _first_line(err: Exception) -> str:
     return f"{type(err).__name__}: {lines[0] if lines else 'no details'}"
 
 
-def pick_device(device: str) -> str:
+def pick_device(device: str, gpus: int | None = None, engine: str = "torch") -> str:
     """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, checked against this machine: any
-    other name torch knows (``meta``, ``tpu``...) cannot run a translation."""
-    import torch
+    other name torch knows (``meta``, ``tpu``...) cannot run a translation.
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+    The one place a device name is decided, for every backend. An engine other than torch
+    counts its own CUDA GPUs (``gpus``, named as ``engine`` in the errors) and runs on CPU
+    or CUDA only: ``mps`` is torch's (``ct2convert.pick_ct2_device``).
+    """
+    torch_runs = engine == "torch"
     if device == "cpu":
         return device
-    found = re.fullmatch(r"cuda(?::(\d+))?", device)
-    if found:
-        if not torch.cuda.is_available():
+    cuda = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if cuda or device == "auto":
+        if gpus is None:
+            import torch
+
+            gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not cuda:
+            return "cuda" if gpus else "cpu"
+        if gpus == 0 and torch_runs:
             raise ModelNotAvailableError(f"device {device!r} asked for, but no CUDA GPU is visible")
-        if found.group(1) is not None and int(found.group(1)) >= torch.cuda.device_count():
+        if int(cuda.group(1) or 0) >= gpus:
             raise ModelNotAvailableError(
-                f"device {device!r} asked for, but torch sees "
-                f"{torch.cuda.device_count()} CUDA GPU(s)"
+                f"device {device!r} asked for, but {engine} sees {gpus} CUDA GPU(s)"
             )
         return device
-    if device == "mps":
+    if device == "mps" and torch_runs:
+        import torch
+
         if not torch.backends.mps.is_available():
             raise ModelNotAvailableError("device 'mps' asked for, but no Apple GPU is usable")
         return device
-    raise ModelNotAvailableError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
+    names = "cpu, cuda, cuda:N, mps or auto" if torch_runs else "cpu, cuda, cuda:N or auto"
+    raise ModelNotAvailableError(f"unknown device {device!r}; use {names}")
 
 
 def load_model(
