@@ -58,7 +58,7 @@ from typing import Any
 
 import torch
 
-from forumtranslate.glossary import TermMatcher
+from forumtranslate.glossary import TermMatcher, written_forms
 from forumtranslate.records import TermMatch
 from forumtranslate.wordpieces import PieceText, decode_bytes
 
@@ -128,7 +128,7 @@ def term_forms(match: TermMatch) -> list[str]:
     """The English strings that satisfy a term: each allowed form, also capitalised."""
     forms: list[str] = []
     for form in match.allowed or (match.target,):
-        for variant in (form, form[:1].upper() + form[1:]):
+        for variant in written_forms(form):
             if variant not in forms:
                 forms.append(variant)
     return forms

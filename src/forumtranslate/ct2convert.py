@@ -201,7 +201,7 @@ def _check_marian_start(model: Any, folder: Path) -> None:
     start = model.config.decoder_start_token_id
     # the decoder's own table: a Marian with a vocabulary per side has one apart from the encoder's
     row = model.get_decoder().embed_tokens.weight[start]
-    if float(row.abs().max()) > 0.0:
+    if float(row.detach().abs().max()) > 0.0:
         raise ModelNotAvailableError(
             "CTranslate2 cannot run this Marian model as transformers does: its decoder-start "
             f"embedding (token {start}) is not zero, and CTranslate2 starts Marian decoders "

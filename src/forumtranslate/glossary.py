@@ -257,6 +257,18 @@ def term_found(translation: str, match: TermMatch) -> bool:
     return any(contains_form(translation, form) for form in allowed)
 
 
+def capitalised(form: str) -> str:
+    """A form as it opens a sentence: its first letter upper-cased, the rest kept
+    ("de-risking" -> "De-risking", "G7" stays). The one rule every part that writes or
+    expects a term at a sentence start uses (decoders, term editing, shortlist, speller)."""
+    return form[:1].upper() + form[1:]
+
+
+def written_forms(form: str) -> tuple[str, ...]:
+    """The ways a form may be written into a sentence: as listed, and capitalised."""
+    return tuple(dict.fromkeys((form, capitalised(form))))
+
+
 def _form_key(form: str) -> str:
     """How two renderings are compared: NFKC, case-folded, whitespace runs as one space."""
     return " ".join(nfkc(form).split()).casefold()
@@ -430,7 +442,7 @@ def unspellable_forms(glossary: Glossary, tokenizer: Any) -> list[tuple[Glossary
     out = []
     for entry in glossary.entries:
         for form in entry.allowed:
-            for variant in dict.fromkeys((form, form[:1].upper() + form[1:])):
+            for variant in written_forms(form):
                 ids = tokenizer(text_target=variant, add_special_tokens=False)["input_ids"]
                 written = tokenizer.decode(ids, skip_special_tokens=True)
                 if (unknown is not None and unknown in ids) or (

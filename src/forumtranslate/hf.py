@@ -27,7 +27,7 @@ from forumtranslate.constrain import (
     constrained_beam_search,
     term_forms,
 )
-from forumtranslate.glossary import TermMatcher, check_terms, contains_form
+from forumtranslate.glossary import TermMatcher, capitalised, check_terms, contains_form
 from forumtranslate.models import LoadedModel
 from forumtranslate.records import TermMatch
 from forumtranslate.shortlist import Shortlist, build_shortlist
@@ -247,7 +247,7 @@ class TransformersTranslator(ModelTranslator):
                     self.target_ids(v)
                     for m in found
                     for a in m.avoid
-                    for v in {a, a[:1].upper() + a[1:], a.lower(), a.title(), a.upper()}
+                    for v in {a, capitalised(a), a.lower(), a.title(), a.upper()}
                     if self.target_ids(v)
                 ]
             )

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forumtranslate.glossary import written_forms
+
 DEFAULT_SIZE = 16000
 VMAP_FILE = "vmap.txt"
 
@@ -165,7 +167,7 @@ def form_variants(form: str) -> list[str]:
     """Every string whose tokens the hard constraints may force for a glossary form
     (``constrain.term_forms`` and ``target_ids``: capitalised, with a leading space)."""
     out: list[str] = []
-    for variant in (form, form[:1].upper() + form[1:]):
+    for variant in written_forms(form):
         for spaced in (variant, " " + variant):
             if spaced not in out:
                 out.append(spaced)

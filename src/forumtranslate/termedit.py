@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from forumtranslate.glossary import TermMatcher, check_terms
+from forumtranslate.glossary import TermMatcher, capitalised, check_terms
 from forumtranslate.records import TermMatch
 from forumtranslate.wordpieces import PieceText
 
@@ -155,7 +155,7 @@ class TermEditor:
             start = max(start, cursor)
             form = match.target
             if start == 0 and not out:  # the sentence's first word: capitalised
-                form = form[:1].upper() + form[1:]
+                form = capitalised(form)
             out += tokens[cursor:start]
             out += self.target_tokens(form)
             cursor = max(end, start)
