@@ -292,3 +292,51 @@ def test_each_engine_resumes_what_the_other_began(
     assert finished.resumed == sum(written) > 0
     assert finished.translated_now == finished.sentences - finished.resumed
     assert run_files(begun_on_ray) == run_files(whole)
+
+
+@pytest.mark.slow
+def test_both_engines_treat_an_unspellable_term_alike(
+    ray_cluster: object,
+    tiny_marian: Path,
+    small_corpus: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One plan for both engines (``run.plan_run``): a hard term the model's vocabulary
+    cannot write is, with --allow-unspellable-terms, a warning on the user's terminal,
+    translated unconstrained and recorded as unspellable, in the same files."""
+    from dataclasses import replace
+
+    glossary = tmp_path / "terms.tsv"
+    lines = GLOSSARY.read_text(encoding="utf-8").splitlines(keepends=True)
+    cells = lines[1].split("\t")
+    assert cells[0] == "economic-security"
+    cells[4] = "Wałęsa"
+    lines[1] = "\t".join(cells)
+    glossary.write_text("".join(lines), encoding="utf-8")
+    outs = {engine: tmp_path / engine / "run" for engine in ("local", "ray")}
+    configs = {
+        engine: replace(
+            config_for(tiny_marian, small_corpus, out, beam_size=1),
+            glossary_path=glossary,
+            allow_unspellable_terms=True,
+            align_and_score=False,
+        )
+        for engine, out in outs.items()
+    }
+    warning = (
+        f"forumtranslate: warning: {glossary}:2: the model's target vocabulary cannot write "
+        "'Wałęsa'"
+    )
+    run(configs["local"])
+    assert warning in capsys.readouterr().err
+    run_ray(configs["ray"], RayOptions(actors=1, shard_sentences=8))
+    assert warning in capsys.readouterr().err
+    assert run_files(outs["ray"]) == run_files(outs["local"])
+    economic = [
+        t
+        for r in read_records(outs["ray"])
+        for t in r["terms"]
+        if t["entry_id"] == "economic-security"
+    ]
+    assert economic and all(t.get("unspellable") is True for t in economic)

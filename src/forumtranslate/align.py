@@ -717,11 +717,20 @@ def align_run(
     """Align every document of a run with its reference; write ``alignment.jsonl``."""
     run_dir = Path(run_dir)
     data_dir = Path(data_dir) if data_dir is not None else run_data_dir(run_dir)
-    beads: list[Bead] = []
-    for doc_id, records in _group_by_doc(read_translations(run_dir)).items():
-        ref_ids, ref = reference_sentences(data_dir, doc_id)
-        beads.extend(align_document(doc_id, records, ref_ids, ref, config))
+    beads = align_records(data_dir, read_translations(run_dir), config)
     write_beads(run_dir / "alignment.jsonl", beads)
+    return beads
+
+
+def align_records(
+    data_dir: Path, records: Sequence[dict[str, Any]], config: AlignConfig | None = None
+) -> list[Bead]:
+    """The beads of every document of ``records`` (run records), documents in the order
+    they first appear, each aligned with its reference sentences in ``data_dir``."""
+    beads: list[Bead] = []
+    for doc_id, doc_records in _group_by_doc(records).items():
+        ref_ids, ref = reference_sentences(Path(data_dir), doc_id)
+        beads.extend(align_document(doc_id, doc_records, ref_ids, ref, config))
     return beads
 
 

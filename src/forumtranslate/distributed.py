@@ -7,9 +7,9 @@ our own. The stages and where they run:
    (``manifest.tsv``, ``ja/``), a folder of ``.txt`` files, a JSONL or Parquet table with
    ``doc_id`` and ``text`` columns, or a ``datasets`` dataset saved with ``save_to_disk``;
 2. **segment and match glossary terms**: Ray tasks over blocks of documents;
-3. **plan**: the batches the local engine forms, by the same ``Translator.plan_batches``
-   over the whole corpus, in one Ray task that holds an actor's resources (so the device,
-   and the signature in ``run.json``, are the actors');
+3. **plan**: the local engine's own ``run.plan_run`` (the batches over the whole corpus,
+   the glossary forms the model cannot write), in one Ray task that holds an actor's
+   resources (so the device, and the signature in ``run.json``, are the actors');
 4. **translate**: a pool of actors, one model load each, each translating whole planned
    batches. Planned batches are grouped into shards, one Ray Data block per shard, the
    longest sentences first so that no actor is left with a long tail;
@@ -19,8 +19,12 @@ our own. The stages and where they run:
 6. **align** each document with its reference (Ray tasks) and **score** the run (driver),
    when the input is a corpus folder with references.
 
-Because the segments, the glossary matches, the batches and the record builder are the
-local engine's own (``run.prepare_sources``' steps, ``plan_batches``,
+The job is the local engine's: ``run.plan_run`` plans it, ``run.open_run_folder`` checks
+and writes ``run.json``, ``run.finish_run`` writes the records, aligns (here with Ray
+tasks), scores and writes the review page. What differs is how batches are executed (an
+actor pool here, a loop there) and where finished ones are kept (shard files here, the
+journal there). Because the segments, the glossary matches, the batches and the record
+builder are the local engine's own (``run.document_sources``, ``run.plan_run``,
 ``run.translation_records``), both engines write the same files byte for byte, and
 ``run.json`` holds only engine-independent settings. Each engine resumes what the other
 began: the local engine takes the batches of Ray's finished shard files into its journal
@@ -50,17 +54,22 @@ from forumtranslate.records import Bead, Document, DocumentInfo, Segment, TermMa
 from forumtranslate.run import (
     JOURNAL_FILE,
     RunConfig,
+    RunPlan,
     RunResult,
     SourceSentence,
+    _usable_terms,
     check_out_dir,
     check_plan,
     check_references,
     document_sources,
+    finish_run,
+    glossary_settings,
     make_translator,
     open_run_folder,
+    plan_run,
     run_settings,
     translation_records,
-    write_translations,
+    unspellable_entries,
 )
 from forumtranslate.storage import Journal, hold_folder, remove_stale_temporaries, replacing
 
@@ -348,10 +357,11 @@ def load_translator(config: RunConfig, threads: int) -> Any:
     return make_translator(config)
 
 
-def plan_batches(config: RunConfig, texts: Sequence[str], threads: int) -> tuple[dict, list]:
-    """The translator's signature and its batches over the whole corpus."""
-    translator = load_translator(config, threads)
-    return translator.signature(), translator.plan_batches(texts)
+def plan_in_worker(
+    config: RunConfig, glossary: Glossary, texts: Sequence[str], threads: int
+) -> RunPlan:
+    """``run.plan_run`` where the model loads: in a Ray worker like the actors'."""
+    return plan_run(config, load_translator(config, threads), glossary, texts)
 
 
 @dataclass(frozen=True)
@@ -440,15 +450,20 @@ class TranslateBatches:
         )
 
 
-def _shard_rows(shard: Shard, batches: Sequence[Sequence[int]], sources: Sequence[Any]) -> Any:
-    """One Ray Data block: a row per planned batch of the shard, sources and terms as JSON."""
+def _shard_rows(shard: Shard, plan: RunPlan, sources: Sequence[Any]) -> Any:
+    """One Ray Data block: a row per planned batch of the shard, sources and the terms to
+    constrain (``run._usable_terms``, as the local engine gives them) as JSON."""
     import pyarrow as pa
 
+    batches = plan.batches
     payloads = [
         json.dumps(
             {
                 "sources": [sources[i].segment.text for i in batches[b]],
-                "terms": [[_term_to_json(t) for t in sources[i].terms] for i in batches[b]],
+                "terms": [
+                    [_term_to_json(t) for t in _usable_terms(sources[i].terms, plan.usable)]
+                    for i in batches[b]
+                ],
             },
             ensure_ascii=False,
         )
@@ -467,9 +482,8 @@ def translate_on_ray(
     config: RunConfig,
     options: RayOptions,
     pending: Sequence[Shard],
-    batches: Sequence[Sequence[int]],
+    plan: RunPlan,
     sources: Sequence[SourceSentence],
-    signature: str,
 ) -> Iterator[tuple[Shard, list[Output]]]:
     """Each pending shard with its translations, their terms' ``how`` and their confidence
     (in its positions'
@@ -480,7 +494,8 @@ def translate_on_ray(
         return
     # Longest sentences first: later shards hold longer batches (the plan sorts by length).
     ordered = sorted(pending, key=lambda s: -s.number)
-    dataset = ray.data.from_arrow([_shard_rows(s, batches, sources) for s in ordered])
+    batches, signature = plan.batches, _hash(plan.signature)
+    dataset = ray.data.from_arrow([_shard_rows(s, plan, sources) for s in ordered])
     translated = dataset.map_batches(
         TranslateBatches,
         fn_constructor_kwargs={"config": config, "threads": options.threads},
@@ -787,16 +802,6 @@ def align_on_ray(
 # --- the job ---------------------------------------------------------------------------
 
 
-class _Signed:
-    """Stands in for a translator where ``run_settings`` asks for its signature."""
-
-    def __init__(self, signature: dict[str, Any]):
-        self._signature = signature
-
-    def signature(self) -> dict[str, Any]:
-        return self._signature
-
-
 def _hash(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
@@ -867,19 +872,20 @@ def run_ray(
         if not sources:
             raise ForumTranslateError("the corpus has no sentences to translate", source.path)
         texts = ray.put([s.segment.text for s in sources])
-        planner = ray.remote(plan_batches).options(
+        planner = ray.remote(plan_in_worker).options(
             num_cpus=options.cpus_per_actor, num_gpus=options.gpus_per_actor
         )
-        signature, batches = _get(planner.remote(config, texts, options.threads))
+        plan: RunPlan = _get(planner.remote(config, glossary, texts, options.threads))
+        plan.warn()
+        batches = plan.batches
         if fmt == "data":
-            signed: Any = _Signed(signature)
-            settings = run_settings(config, signed, glossary, Path(source.path))
+            settings = run_settings(config, plan, glossary, Path(source.path))
         else:
             settings = {
                 "forumtranslate": __version__,
                 "input": input_settings(source, fmt, documents),
-                "glossary": {"path": str(config.glossary_path), "sha256": glossary.sha256},
-                "translator": signature,
+                "glossary": glossary_settings(config, plan, glossary),
+                "translator": plan.signature,
             }
         open_run_folder(out_dir, settings)
         folder = out_dir / SHARD_DIR
@@ -900,7 +906,7 @@ def run_ray(
         bar.start(len(sources), resumed)
         translated_now = 0
         pending = [s for s in shards if s.number not in done]
-        finished = translate_on_ray(config, options, pending, batches, sources, _hash(signature))
+        finished = translate_on_ray(config, options, pending, plan, sources)
         try:
             with closing(finished):  # an interruption stops the actor pool at once
                 for shard, outputs in finished:
@@ -910,18 +916,16 @@ def run_ray(
         except Exception as err:
             raise _unwrap(err) from None
         translations, confidences, how = read_shards(folder, shards, len(sources))
-        write_translations(out_dir, sources, translations, confidences, how=how)
-        scores = None
-        if config.align_and_score:
-            from forumtranslate.align import write_beads
-            from forumtranslate.review.page import write_review
-            from forumtranslate.score import score_run
-
-            data_dir = Path(source.path)
-            records = list(translation_records(sources, translations, confidences, how=how))
-            write_beads(out_dir / "alignment.jsonl", align_on_ray(data_dir, records, options))
-            scores = score_run(out_dir)
-            write_review(out_dir, data_dir, glossary_path=config.glossary_path)
+        records = translation_records(
+            sources, translations, confidences, unspellable_entries(plan), how
+        )
+        scores = finish_run(
+            config,
+            out_dir,
+            Path(source.path) if fmt == "data" else None,
+            list(records),
+            align=lambda data_dir, records: align_on_ray(data_dir, records, options),
+        )
     return RunResult(out_dir, len(sources), translated_now, resumed, scores)
 
 

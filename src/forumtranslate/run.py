@@ -166,8 +166,33 @@ def _file_hash(path: Path) -> str:
     return hashlib.sha256(read_text(path).encode("utf-8")).hexdigest()  # read_text is lossless
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What the translator decides before any sentence is translated, on either engine:
+    its signature, the batches over the whole corpus, and the hard terms' forms that its
+    vocabulary can write (entry id -> forms left, for the entries that lost any)."""
+
+    signature: dict[str, Any]
+    batches: list[list[int]]
+    usable: dict[str, tuple[str, ...]]
+    warnings: tuple[str, ...] = ()  # for the user's terminal, wherever the plan was made
+
+    def warn(self) -> None:
+        for warning in self.warnings:
+            print(f"forumtranslate: warning: {warning}", file=sys.stderr)
+
+
+def plan_run(
+    config: RunConfig, translator: Translator, glossary: Glossary, texts: Sequence[str]
+) -> RunPlan:
+    """The plan of a run: the local engine calls it in its process, Ray in a worker."""
+    warnings: list[str] = []
+    usable = check_spelling(glossary, translator, config.allow_unspellable_terms, warnings)
+    return RunPlan(translator.signature(), translator.plan_batches(texts), usable, tuple(warnings))
+
+
 def run_settings(
-    config: RunConfig, translator: Translator, glossary: Glossary, data_dir: Path
+    config: RunConfig, plan: RunPlan, glossary: Glossary, data_dir: Path
 ) -> dict[str, Any]:
     """Everything that decides the output; two runs with equal settings give equal files.
 
@@ -181,9 +206,17 @@ def run_settings(
         "forumtranslate": __version__,
         "data_dir": str(data_dir),
         "inputs_sha256": inputs,
-        "glossary": {"path": str(config.glossary_path), "sha256": glossary.sha256},
-        "translator": translator.signature(),
+        "glossary": glossary_settings(config, plan, glossary),
+        "translator": plan.signature,
     }
+
+
+def glossary_settings(config: RunConfig, plan: RunPlan, glossary: Glossary) -> dict[str, Any]:
+    """run.json's ``glossary``: the file, its hash, and the forms the model cannot write."""
+    settings: dict[str, Any] = {"path": str(config.glossary_path), "sha256": glossary.sha256}
+    if plan.usable:
+        settings["unspellable"] = {k: list(v) for k, v in sorted(plan.usable.items())}
+    return settings
 
 
 def _check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
@@ -305,13 +338,17 @@ def check_out_dir(out_dir: Path, data_dir: Path, model: str | None = None) -> No
 
 
 def check_spelling(
-    glossary: Glossary, translator: Translator, allow: bool = False
+    glossary: Glossary,
+    translator: Translator,
+    allow: bool = False,
+    warnings: list[str] | None = None,
 ) -> dict[str, tuple[str, ...]]:
     """Hard terms whose target forms the model's target vocabulary cannot write.
 
     Without ``allow`` the first such form is an error at its glossary line; with it, a
-    warning per form. Returns entry id -> the forms it can still use (empty: none), for
-    the entries that lost any. A backend without a tokenizer to ask is not checked.
+    warning per form (added to ``warnings``, or printed when none is given). Returns entry
+    id -> the forms it can still use (empty: none), for the entries that lost any. A
+    backend without a tokenizer to ask is not checked.
     """
     holder = getattr(translator, "loaded", None) or getattr(translator, "model", None)
     tokenizer = getattr(holder, "tokenizer", None)
@@ -330,7 +367,11 @@ def check_spelling(
                 glossary.path,
                 entry.line,
             )
-        print(f"forumtranslate: warning: {glossary.path}:{entry.line}: {message}", file=sys.stderr)
+        warning = f"{glossary.path}:{entry.line}: {message}"
+        if warnings is None:
+            print(f"forumtranslate: warning: {warning}", file=sys.stderr)
+        else:
+            warnings.append(warning)
         lost.setdefault(entry.id, []).append(form)
     return {
         entry_id: tuple(f for f in glossary.get(entry_id).allowed if f not in forms)
@@ -372,18 +413,15 @@ def run(
     _make_folder(out_dir)
     with hold_folder(out_dir):
         translator = translator or make_translator(config)
-        usable = check_spelling(glossary, translator, config.allow_unspellable_terms)
-        settings = run_settings(config, translator, glossary, data_dir)
-        if usable:
-            settings["glossary"]["unspellable"] = {k: list(v) for k, v in sorted(usable.items())}
-        _check_settings(out_dir, settings)
-        remove_stale_temporaries(out_dir, RUN_FILES)
-        write_atomic(out_dir / SETTINGS_FILE, _pretty(settings))
+        texts = [s.segment.text for s in sources]
+        plan = plan_run(config, translator, glossary, texts)
+        plan.warn()
+        batches, usable = plan.batches, plan.usable
+        settings = run_settings(config, plan, glossary, data_dir)
+        open_run_folder(out_dir, settings)
 
         journal = Journal(out_dir / JOURNAL_FILE)
         done = journal.load()
-        texts = [s.segment.text for s in sources]
-        batches = translator.plan_batches(texts)
         check_plan(journal, done, batches)
         from forumtranslate.distributed import SHARD_DIR, batches_from_shards
 
@@ -429,18 +467,47 @@ def run(
                     )
         translations, confidences = _collect(done, len(sources))
         how = _collect_how(done, len(sources))
-        unspellable = frozenset(entry_id for entry_id, forms in usable.items() if not forms)
-        write_translations(out_dir, sources, translations, confidences, unspellable, how)
-        scores = None
-        if config.align_and_score:
-            from forumtranslate.align import align_run
-            from forumtranslate.review.page import write_review
-            from forumtranslate.score import score_run
-
-            align_run(out_dir, data_dir)
-            scores = score_run(out_dir)
-            write_review(out_dir, data_dir, glossary_path=config.glossary_path)
+        records = translation_records(
+            sources, translations, confidences, unspellable_entries(plan), how
+        )
+        scores = finish_run(config, out_dir, data_dir, list(records))
         return RunResult(out_dir, len(sources), translated_now, resumed, scores)
+
+
+def unspellable_entries(plan: RunPlan) -> frozenset[str]:
+    """The entries none of whose forms the model can write: translated unconstrained."""
+    return frozenset(entry_id for entry_id, forms in plan.usable.items() if not forms)
+
+
+def align_here(data_dir: Path, records: Sequence[dict[str, Any]]) -> list[Any]:
+    """Every document's beads, aligned one after another in this process."""
+    from forumtranslate.align import align_records
+
+    return align_records(data_dir, records)
+
+
+def finish_run(
+    config: RunConfig,
+    out_dir: Path,
+    data_dir: Path | None,
+    records: Sequence[dict[str, Any]],
+    align: Callable[[Path, Sequence[dict[str, Any]]], list[Any]] = align_here,
+) -> dict[str, Any] | None:
+    """What every engine does once each sentence is translated: write the records, then
+    (with references) align, score and write the review page. ``align`` is the engine's:
+    in this process, or a task per document on Ray; both align through ``align_document``.
+    Returns the scores, or None for a run that is not scored."""
+    write_records(out_dir, records)
+    if not config.align_and_score or data_dir is None:
+        return None
+    from forumtranslate.align import write_beads
+    from forumtranslate.review.page import write_review
+    from forumtranslate.score import score_run
+
+    write_beads(out_dir / "alignment.jsonl", align(data_dir, records))
+    scores = score_run(out_dir)
+    write_review(out_dir, data_dir, glossary_path=config.glossary_path)
+    return scores
 
 
 def open_run_folder(out_dir: Path, settings: dict[str, Any]) -> None:
@@ -461,7 +528,13 @@ def write_translations(
     how: Sequence[Sequence[str] | None] | None = None,
 ) -> None:
     """translations.jsonl and translations.parquet, as ``run`` writes them, for other engines."""
-    records = list(translation_records(sources, translations, confidences, unspellable, how))
+    write_records(
+        out_dir, list(translation_records(sources, translations, confidences, unspellable, how))
+    )
+
+
+def write_records(out_dir: Path, records: Sequence[dict[str, Any]]) -> None:
+    """The run's records as translations.jsonl and translations.parquet."""
     write_atomic(out_dir / TRANSLATIONS_FILE, "".join(dumps_line(r) + "\n" for r in records))
     _write_parquet(out_dir, records)
 
