@@ -112,6 +112,24 @@ def profile_one(
     }
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The README's table: each stage's seconds and share of the whole, per row."""
+    rows = report["rows"]
+    header = " | ".join(f"{r['engine']}, terms {r['terms']}" for r in rows)
+    lines = [f"| stage | {header} |", "|---|" + "---:|" * len(rows)]
+    labels = list(dict.fromkeys(label for r in rows for label in r["stages_seconds"]))
+    for label in labels:
+        cells = []
+        for r in rows:
+            value = r["stages_seconds"].get(label)
+            whole = r["stages_seconds"]["whole translate()"] or 1.0
+            cells.append("" if value is None else f"{value:.2f} s ({value / whole:.0%})")
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    tokens = " | ".join(str(r["generated_tokens"]) for r in rows)
+    lines.append(f"| tokens generated | {tokens} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", default=bench.PEER_DOCS["opus-mt"])
@@ -124,7 +142,11 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path, help="print the table of a JSON written before")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text(encoding="utf-8"))))
+        return
     import torch
 
     torch.set_num_threads(args.threads)
