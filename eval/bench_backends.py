@@ -793,8 +793,16 @@ def main() -> None:
     parser.add_argument("--docs", default=None, help="--peers: documents to translate")
     parser.add_argument("--skip-rows", default="", help="--peers: skip rows naming these")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--markdown", type=Path, help="--peers: print the README's tables of a JSON written before"
+    )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.markdown:
+        report = json.loads(args.markdown.read_text(encoding="utf-8"))
+        for shape, summary in report["shapes"].items():
+            print(markdown_peers(shape, summary))
+        return
     if args.worker:
         task, spec, out = args.worker
         Path(out).write_text(json.dumps(WORKERS[task](json.loads(spec))), encoding="utf-8")
