@@ -77,13 +77,10 @@ def cumulative(stats: pstats.Stats, suffix: str, name: str) -> float:
     return total
 
 
-def profile_one(
-    engine: str, terms: str, folder: str, docs: str, natural: bool = False
-) -> dict[str, Any]:
-    """One backend and term mode under cProfile: the stages' seconds. ``natural``: the
-    model stops where it chooses, within the product's default length limit (a model that
-    writes English); otherwise every sentence runs to 32 tokens (random weights)."""
-    spec = {
+def bench_spec(engine: str, folder: str) -> dict[str, Any]:
+    """The benchmark's system: ``engine`` on ``folder``, ct2 int8 with default threads, the
+    16,000-piece list, every sentence's limit 32 tokens (``bench_backends.decoding``)."""
+    return {
         "engine": engine,
         "folder": folder,
         "device": "cpu",
@@ -94,6 +91,15 @@ def profile_one(
         "length_ratio": 0.0,
         "length_extra": 32,
     }
+
+
+def profile_one(
+    engine: str, terms: str, folder: str, docs: str, natural: bool = False
+) -> dict[str, Any]:
+    """One backend and term mode under cProfile: the stages' seconds. ``natural``: the
+    model stops where it chooses, within the product's default length limit (a model that
+    writes English); otherwise every sentence runs to 32 tokens (random weights)."""
+    spec = bench_spec(engine, folder)
     options = bench.decoding(spec, 4, terms)
     if natural:
         from forumtranslate.translate import DecodingOptions
@@ -132,17 +138,7 @@ def profile_whole_run(folder: str, docs: str) -> dict[str, Any]:
     alone, under cProfile: what the run adds to the decode (the peers table's last rows)."""
     from forumtranslate.run import RunConfig, run
 
-    spec = {
-        "engine": "ct2",
-        "folder": folder,
-        "device": "cpu",
-        "compute": "int8",
-        "inter_threads": 1,
-        "intra_threads": 0,
-        "shortlist": 16000,
-        "length_ratio": 0.0,
-        "length_extra": 32,
-    }
+    spec = bench_spec("ct2", folder)
     translator = bench.make_translator(spec, bench.decoding(spec, 4, "hard"))
     texts, found = bench.doc_sentences(docs)
     translator.translate(texts[:2], found[:2])  # load and warm up
