@@ -350,6 +350,24 @@ def test_renderings_are_the_spans_credited() -> None:
     ]
 
 
+def test_a_matcher_that_has_judged_other_texts_credits_as_a_fresh_one() -> None:
+    """The matching of renderings to occurrences is kept per order of renderings; the
+    spans must still be this text's, wherever the renderings stand in it."""
+    matches = GLOSSARY.find_terms("戦略的自律性を高め、自律性を確保する。")
+    texts = [
+        "Autonomy, and Strategic Autonomy.",
+        "We raise autonomy first, and then, at length, strategic autonomy.",
+        "Strategic autonomy and autonomy.",
+        "autonomy",
+        "Nothing here.",
+        "Autonomy, and Strategic Autonomy.",
+    ]
+    used = TermMatcher(matches)
+    for text in texts:
+        assert used.spans(text) == TermMatcher(matches).spans(text), text
+        assert used.verdict(text) == TermMatcher(matches).verdict(text), text
+
+
 def test_avoided_renderings_in_any_case_but_not_inside_an_approved_one() -> None:
     [match] = GLOSSARY.find_terms("経済的威圧")
     assert match.avoid  # the glossary lists renderings to avoid for it

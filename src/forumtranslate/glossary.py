@@ -269,8 +269,10 @@ def written_forms(form: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((form, capitalised(form))))
 
 
+@lru_cache(maxsize=1 << 16)
 def _form_key(form: str) -> str:
-    """How two renderings are compared: NFKC, case-folded, whitespace runs as one space."""
+    """How two renderings are compared: NFKC, case-folded, whitespace runs as one space.
+    (Cached: the constrained search asks for the same few renderings at every step.)"""
     return " ".join(nfkc(form).split()).casefold()
 
 
@@ -302,6 +304,7 @@ class TermMatcher:
         # one ("security" in "economic security") is part of the approved rendering.
         self._pattern = _joint_pattern([*self._owners, *self._avoided])
         self._longest = max((len(k) for k in [*self._owners, *self._avoided]), default=0)
+        self._assignments: dict[tuple[str, ...], tuple[tuple[int, int], ...]] = {}
 
     def _key(self, form: str) -> str:
         key = _form_key(form)
@@ -324,12 +327,27 @@ class TermMatcher:
         return self._assign(self._hits(self._text(translation)))
 
     def _assign(self, found: list[tuple[int, int, str]]) -> list[tuple[int, int] | None]:
-        hits = [(a, b, self._owners[key]) for a, b, key in found if key in self._owners]
+        hits = [(a, b, key) for a, b, key in found if key in self._owners]
+        keys = tuple(key for _, _, key in hits)
+        pairs = self._assignments.get(keys)
+        if pairs is None:
+            pairs = self._assignments[keys] = self._match(keys)
+        spans: list[tuple[int, int] | None] = [None] * len(self.matches)
+        for h, occurrence in pairs:
+            spans[occurrence] = hits[h][:2]
+        return spans
+
+    def _match(self, keys: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+        """(hit, occurrence) pairs of a maximum matching of the hits, in text order, to the
+        occurrences, earlier hits to earlier occurrences. It depends on the order of the
+        hits' renderings only, not on where they are, so ``_assign`` keeps it per sequence:
+        the search's hypotheses share a few such sequences."""
+        owners = [self._owners[key] for key in keys]
         owner_of: dict[int, int] = {}  # hit -> occurrence
 
         def place(occurrence: int, seen: set[int]) -> bool:
             entry_id = self.matches[occurrence].entry_id
-            for h, (_, _, entries) in enumerate(hits):
+            for h, entries in enumerate(owners):
                 if entry_id in entries and h not in seen:
                     seen.add(h)
                     if h not in owner_of or place(owner_of[h], seen):
@@ -339,10 +357,7 @@ class TermMatcher:
 
         for occurrence in range(len(self.matches)):
             place(occurrence, set())
-        spans: list[tuple[int, int] | None] = [None] * len(self.matches)
-        for h, occurrence in owner_of.items():
-            spans[occurrence] = hits[h][:2]
-        return spans
+        return tuple(owner_of.items())
 
     def scan(self, translation: str, before: Any = None) -> Any:
         """The NFKC text and its form hits, for ``verdict``; ``before`` is the scan of a text
