@@ -57,7 +57,6 @@ from forumtranslate.run import (
     RunPlan,
     RunResult,
     SourceSentence,
-    _usable_terms,
     check_out_dir,
     check_plan,
     check_references,
@@ -70,6 +69,7 @@ from forumtranslate.run import (
     run_settings,
     translation_records,
     unspellable_entries,
+    usable_terms,
 )
 from forumtranslate.storage import Journal, hold_folder, remove_stale_temporaries, replacing
 
@@ -452,7 +452,7 @@ class TranslateBatches:
 
 def _shard_rows(shard: Shard, plan: RunPlan, sources: Sequence[Any]) -> Any:
     """One Ray Data block: a row per planned batch of the shard, sources and the terms to
-    constrain (``run._usable_terms``, as the local engine gives them) as JSON."""
+    constrain (``run.usable_terms``, as the local engine gives them) as JSON."""
     import pyarrow as pa
 
     batches = plan.batches
@@ -461,7 +461,7 @@ def _shard_rows(shard: Shard, plan: RunPlan, sources: Sequence[Any]) -> Any:
             {
                 "sources": [sources[i].segment.text for i in batches[b]],
                 "terms": [
-                    [_term_to_json(t) for t in _usable_terms(sources[i].terms, plan.usable)]
+                    [_term_to_json(t) for t in usable_terms(sources[i].terms, plan.usable)]
                     for i in batches[b]
                 ],
             },

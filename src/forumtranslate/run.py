@@ -340,13 +340,13 @@ def check_out_dir(out_dir: Path, data_dir: Path, model: str | None = None) -> No
 def check_spelling(
     glossary: Glossary,
     translator: Translator,
-    allow: bool = False,
-    warnings: list[str] | None = None,
+    allow: bool,
+    warnings: list[str],
 ) -> dict[str, tuple[str, ...]]:
     """Hard terms whose target forms the model's target vocabulary cannot write.
 
     Without ``allow`` the first such form is an error at its glossary line; with it, a
-    warning per form (added to ``warnings``, or printed when none is given). Returns entry
+    warning per form, added to ``warnings`` (``RunPlan.warn`` prints them). Returns entry
     id -> the forms it can still use (empty: none), for the entries that lost any. A
     backend without a tokenizer to ask is not checked.
     """
@@ -367,11 +367,7 @@ def check_spelling(
                 glossary.path,
                 entry.line,
             )
-        warning = f"{glossary.path}:{entry.line}: {message}"
-        if warnings is None:
-            print(f"forumtranslate: warning: {warning}", file=sys.stderr)
-        else:
-            warnings.append(warning)
+        warnings.append(f"{glossary.path}:{entry.line}: {message}")
         lost.setdefault(entry.id, []).append(form)
     return {
         entry_id: tuple(f for f in glossary.get(entry_id).allowed if f not in forms)
@@ -384,9 +380,7 @@ def _spelt(tokenizer: Any, form: str) -> str:
     return str(tokenizer.decode(ids, skip_special_tokens=True))
 
 
-def _usable_terms(
-    terms: Sequence[TermMatch], usable: dict[str, tuple[str, ...]]
-) -> list[TermMatch]:
+def usable_terms(terms: Sequence[TermMatch], usable: dict[str, tuple[str, ...]]) -> list[TermMatch]:
     """The terms to constrain: unspellable forms dropped, terms with none left dropped."""
     out = []
     for term in terms:
@@ -444,7 +438,7 @@ def run(
                     ]
                 outputs = translator.translate_batch_terms(
                     [texts[i] for i in batch],
-                    [_usable_terms(sources[i].terms, usable) for i in batch],
+                    [usable_terms(sources[i].terms, usable) for i in batch],
                     **extra,
                 )
                 done[str(number)] = {
